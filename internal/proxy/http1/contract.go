@@ -1,0 +1,50 @@
+package http1
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// This file is the contract between the HTTP/1.1 path and the rest of the
+// proxy (outbound and inbound listeners). Its shapes are relied on by
+// internal/proxy/outbound and internal/proxy/inbound.
+
+// Router chooses where each request goes. It is called once per request,
+// after the request head is parsed and validated and before any byte is sent
+// upstream. Implementations are safe for concurrent use and do not block.
+type Router interface {
+	// Route returns the upstream for the request. An error that is a
+	// *proxyerr.Error is answered with its status, the proxyerr.Header and
+	// its reason as the body; any other error is answered 502.
+	Route(req *RequestHead) (Route, error)
+}
+
+// Route is the routing decision for one request.
+type Route struct {
+	// Upstream is the pool of connections to the chosen endpoint.
+	Upstream *Pool
+	// Done, if not nil, is called exactly once when the exchange ends:
+	// status is the response status sent to the client (0 if none was
+	// sent), err the failure if any. It feeds balancing and metrics.
+	Done func(status int, err error)
+}
+
+// Dialer opens a new connection to an upstream endpoint. For a meshed
+// endpoint it returns a connection on the proxy-to-proxy transport, ready
+// to carry HTTP/1.1.
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// PoolConfig tunes a Pool. Zero values take the defaults noted.
+type PoolConfig struct {
+	// Addr is the endpoint's host:port, for error messages and logs.
+	Addr string
+	// Dial opens connections; required.
+	Dial Dialer
+	// MaxIdle is the number of idle connections kept; default 64.
+	MaxIdle int
+	// IdleTimeout closes connections idle for longer; default 90s.
+	IdleTimeout time.Duration
+	// ConnectTimeout bounds Dial; default 3s.
+	ConnectTimeout time.Duration
+}
