@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs Weft's whole test suite: installs what the tests need (Debian packages,
+# Go tools), checks formatting and lint, then runs every test.
+#
+# Usage: ./scripts/test.sh [go test flags...]
+#   WEFT_TEST_SKIP_INSTALL=1  do not install anything (you have it already)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+# Debian packages the tests use: curl as a real client, nginx and HAProxy as
+# benchmark peers, iproute2 and iptables for transparent-capture tests.
+need_pkgs=()
+command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_pkgs+=(iproute2)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_pkgs+=(iptables)
+if [ "${#need_pkgs[@]}" -gt 0 ] && [ -z "${WEFT_TEST_SKIP_INSTALL:-}" ]; then
+	log "installing Debian packages: ${need_pkgs[*]}"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+gobin="$(go env GOPATH)/bin"
+export PATH="$PATH:$gobin"
+if ! command -v staticcheck >/dev/null && [ -z "${WEFT_TEST_SKIP_INSTALL:-}" ]; then
+	log "installing staticcheck"
+	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+
+log "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	printf 'not gofmt-formatted:\n%s\n' "$unformatted" >&2
+	exit 1
+fi
+log "go vet"
+go vet ./...
+if command -v staticcheck >/dev/null; then
+	log "staticcheck"
+	staticcheck ./...
+fi
+
+log "go test"
+go test -count=1 -timeout 25m "$@" ./...
