@@ -1,0 +1,256 @@
+package http1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"weft.dev/weft/internal/proxy/proxyerr"
+)
+
+// Server defaults, see Server.
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultIdleTimeout       = 90 * time.Second
+)
+
+// Server relays HTTP/1.1 requests from client connections to the upstream
+// chosen by Router. The zero value is not usable: Router is required. A
+// Server's fields must not change once ServeConn has been called.
+type Server struct {
+	// Router picks the upstream for each request; required.
+	Router Router
+	// Logger receives connection-level diagnostics at debug level; nil
+	// discards them.
+	Logger *slog.Logger
+	// ReadHeaderTimeout bounds reading a request head once its first byte
+	// arrived; default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive client connection that sends no new
+	// request for this long; default 90s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request head; larger ones are answered 431.
+	// Default DefaultMaxHeaderBytes (64 KiB).
+	MaxHeaderBytes int
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+// clientConn is the state of one client connection, reused for each of its
+// requests so that a request allocates almost nothing.
+type clientConn struct {
+	s          *Server
+	c          net.Conn
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	log        *slog.Logger
+	dialCtx    context.Context
+	maxHead    int
+	hdrTimeout time.Duration
+	idleTime   time.Duration
+
+	headBuf []byte // request head bytes, reused
+	respBuf []byte // response head bytes, reused
+	req     RequestHead
+	resp    ResponseHead
+	cp      copier
+	scratch [24]byte
+
+	mu sync.Mutex
+	// guarded by mu: whether the connection waits for a request (so a
+	// drain may interrupt the wait) and whether a drain started.
+	idle     bool
+	draining bool
+}
+
+// aLongTimeAgo is a deadline in the past, to interrupt a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// ServeConn serves the requests of one client connection, in order, until
+// the client closes it, an error makes it unusable, or ctx is cancelled. On
+// cancellation (a graceful drain) an idle connection is closed at once and
+// a request in flight is finished and answered with "Connection: close".
+// ServeConn closes c before returning. Connections switched to a tunnel
+// (WebSocket, CONNECT) are not interrupted by the drain: they end when
+// either side closes, or when the caller closes c.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	cc := &clientConn{
+		s:          s,
+		c:          c,
+		br:         getReader(c),
+		bw:         getWriter(c),
+		log:        s.Logger,
+		dialCtx:    context.WithoutCancel(ctx),
+		maxHead:    s.MaxHeaderBytes,
+		hdrTimeout: s.ReadHeaderTimeout,
+		idleTime:   s.IdleTimeout,
+	}
+	if cc.log == nil {
+		cc.log = discard
+	}
+	if cc.maxHead <= 0 {
+		cc.maxHead = DefaultMaxHeaderBytes
+	}
+	if cc.hdrTimeout <= 0 {
+		cc.hdrTimeout = defaultReadHeaderTimeout
+	}
+	if cc.idleTime <= 0 {
+		cc.idleTime = defaultIdleTimeout
+	}
+	stop := context.AfterFunc(ctx, cc.drain)
+	defer func() {
+		stop()
+		_ = c.Close()
+		putReader(cc.br)
+		putWriter(cc.bw)
+	}()
+	for cc.serveOne() {
+	}
+}
+
+// drain runs when the serving context ends.
+func (cc *clientConn) drain() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.draining = true
+	if cc.idle {
+		_ = cc.c.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+func (cc *clientConn) isDraining() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.draining
+}
+
+// waitRequest waits for the first byte of the next request. It reports
+// false if the connection should close instead.
+func (cc *clientConn) waitRequest() bool {
+	if cc.br.Buffered() == 0 {
+		cc.mu.Lock()
+		if cc.draining {
+			cc.mu.Unlock()
+			return false
+		}
+		cc.idle = true
+		_ = cc.c.SetReadDeadline(time.Now().Add(cc.idleTime))
+		cc.mu.Unlock()
+		_, err := cc.br.Peek(1)
+		cc.mu.Lock()
+		cc.idle = false
+		cc.mu.Unlock()
+		if err != nil {
+			return false
+		}
+	}
+	// A request that started arriving is served even if a drain began
+	// meanwhile; it is answered with Connection: close. The deadline set
+	// here replaces the one a drain may have set.
+	_ = cc.c.SetReadDeadline(time.Now().Add(cc.hdrTimeout))
+	return true
+}
+
+// serveOne serves one request and reports whether the connection stays
+// open for another.
+func (cc *clientConn) serveOne() bool {
+	if !cc.waitRequest() {
+		return false
+	}
+	head, err := readHead(cc.br, cc.headBuf[:0], cc.maxHead, true)
+	cc.headBuf = head[:0]
+	if err != nil {
+		if he, ok := errIsHead(err); ok {
+			cc.answer(he.status, "invalid request: "+he.msg, true)
+		} else if !errors.Is(err, io.EOF) {
+			cc.log.Debug("read request head", "remote", cc.c.RemoteAddr(), "err", err)
+		}
+		return false
+	}
+	_ = cc.c.SetReadDeadline(time.Time{})
+	req := &cc.req
+	if err := parseRequest(string(head), req); err != nil {
+		he, _ := errIsHead(err)
+		cc.answer(he.status, "invalid request: "+he.msg, true)
+		return false
+	}
+
+	route, err := cc.s.Router.Route(req)
+	if err != nil {
+		pe := proxyerr.From(err)
+		return cc.answer(pe.Status, pe.Reason, !cc.canKeepWithoutBody(req))
+	}
+	status, keep, err := cc.forward(req, route.Upstream)
+	if route.Done != nil {
+		route.Done(status, err)
+	}
+	return keep
+}
+
+// canKeepWithoutBody reports whether the client connection survives an
+// answer given without reading the request body.
+func (cc *clientConn) canKeepWithoutBody(req *RequestHead) bool {
+	return req.keepAlive && req.body == bodyNone && req.upgrade == "" && req.method != "CONNECT"
+}
+
+// answer writes a response the proxy makes itself: status, the reason in
+// proxyerr.Header and in a text/plain body. It reports whether the
+// connection stays open.
+func (cc *clientConn) answer(status int, reason string, closeConn bool) bool {
+	if cc.isDraining() {
+		closeConn = true
+	}
+	reason = sanitizeReason(reason)
+	bw := cc.bw
+	_, _ = bw.WriteString("HTTP/1.1 ")
+	_, _ = bw.Write(appendStatus(cc.scratch[:0], status))
+	_ = bw.WriteByte(' ')
+	_, _ = bw.WriteString(http.StatusText(status))
+	_, _ = bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\n")
+	_ = writeField(bw, proxyerr.Header, reason)
+	_, _ = bw.WriteString("Content-Length: ")
+	_, _ = bw.Write(appendInt(cc.scratch[:0], int64(len(reason)+1)))
+	if closeConn {
+		_, _ = bw.WriteString("\r\nConnection: close")
+	}
+	_, _ = bw.WriteString("\r\n\r\n")
+	_, _ = bw.WriteString(reason)
+	_ = bw.WriteByte('\n')
+	if err := bw.Flush(); err != nil {
+		return false
+	}
+	return !closeConn
+}
+
+// sanitizeReason keeps a reason safe for a header value: a CR or LF from an
+// error message would split the response (response splitting).
+func sanitizeReason(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] < 0x20 || b[j] == 0x7f {
+					b[j] = ' '
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// answerErr answers a proxy failure that happened before any response byte
+// was sent to the client. bodyDone says whether the request body was fully
+// read from the client.
+func (cc *clientConn) answerErr(req *RequestHead, err error, bodyDone bool) (int, bool, error) {
+	pe := proxyerr.From(err)
+	keep := req.keepAlive && (bodyDone || req.body == bodyNone) && req.upgrade == "" && req.method != "CONNECT"
+	keep = cc.answer(pe.Status, pe.Reason, !keep)
+	return pe.Status, keep, pe
+}
