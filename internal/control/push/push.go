@@ -1,0 +1,391 @@
+// Package push serves the proxy API of api/meshv1 (Destinations.Watch and
+// Inbound.Watch) from a config.Source: every stream gets a complete
+// snapshot at once and a new one whenever the configuration it depends on
+// changes, debounced and compared by content so that proxies only hear
+// about real changes. It also records what each proxy was last sent, for
+// `weft check` and the status API.
+//
+// The controller imports push. A Server is safe for concurrent use; its
+// streams end when their clients cancel or when Shutdown is called.
+package push
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/control/split"
+)
+
+// Config tunes a Server.
+type Config struct {
+	// Debounce is how long a stream waits after a change before it reads
+	// the newest snapshot, so a burst of changes yields one message.
+	// Zero means 50ms.
+	Debounce time.Duration
+	// Logger; nil discards logs.
+	Logger *slog.Logger
+}
+
+// ProxySent is what one proxy was last sent.
+type ProxySent struct {
+	// Streams is the number of open watch streams of the proxy; zero
+	// means it is not connected.
+	Streams int
+	// Inbound is the version of the last inbound snapshot sent; 0 if none.
+	Inbound uint64
+	// Destinations maps a watched service ("api.default") to the version
+	// of the last snapshot sent for it.
+	Destinations map[string]uint64
+}
+
+// Server implements meshv1.DestinationsServer; Inbound returns its
+// meshv1.InboundServer.
+type Server struct {
+	meshv1.UnimplementedDestinationsServer
+
+	src      config.Source
+	debounce time.Duration
+	log      *slog.Logger
+	done     chan struct{}
+	stopOnce sync.Once
+
+	// evaluated, when set (by tests), is called after a stream compared
+	// the snapshot of the given version with what it sent last.
+	evaluated func(version uint64)
+
+	// mu guards proxies.
+	mu      sync.Mutex
+	proxies map[string]*proxyState
+}
+
+type proxyState struct {
+	streams int
+	inbound uint64
+	// dests counts open streams and holds the last version sent per
+	// watched service.
+	dests map[string]*destState
+}
+
+type destState struct {
+	streams int
+	version uint64
+}
+
+// New returns a server reading configuration from src. It does no I/O.
+func New(src config.Source, cfg Config) *Server {
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 50 * time.Millisecond
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		src:      src,
+		debounce: cfg.Debounce,
+		log:      log.With("component", "push"),
+		done:     make(chan struct{}),
+		proxies:  map[string]*proxyState{},
+	}
+}
+
+// Register adds both services to g.
+func (s *Server) Register(g grpc.ServiceRegistrar) {
+	meshv1.RegisterDestinationsServer(g, s)
+	meshv1.RegisterInboundServer(g, s.Inbound())
+}
+
+// Shutdown ends all open streams (clients see a clean end of stream and
+// reconnect) and refuses new ones; call it before grpc.Server.GracefulStop,
+// which would otherwise wait for watches that never end by themselves.
+func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.done) }) }
+
+// Sent returns, per proxy ID, what the proxy was last sent. The result is a
+// copy.
+func (s *Server) Sent() map[string]ProxySent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]ProxySent, len(s.proxies))
+	for id, p := range s.proxies {
+		ps := ProxySent{Streams: p.streams, Inbound: p.inbound, Destinations: map[string]uint64{}}
+		for svc, d := range p.dests {
+			if d.version > 0 {
+				ps.Destinations[svc] = d.version
+			}
+		}
+		out[id] = ps
+	}
+	return out
+}
+
+// track registers an open stream of proxy id (watching service svc, or
+// the inbound configuration when svc is "") and returns a function to
+// record a sent version and a function to call when the stream ends.
+func (s *Server) track(id, svc string) (sent func(uint64), end func()) {
+	if id == "" {
+		return func(uint64) {}, func() {}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proxies[id]
+	if p == nil {
+		p = &proxyState{dests: map[string]*destState{}}
+		s.proxies[id] = p
+	}
+	p.streams++
+	var d *destState
+	if svc != "" {
+		d = p.dests[svc]
+		if d == nil {
+			d = &destState{}
+			p.dests[svc] = d
+		}
+		d.streams++
+	}
+	sent = func(v uint64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if d != nil {
+			d.version = v
+		} else {
+			p.inbound = v
+		}
+	}
+	end = func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		p.streams--
+		if d != nil {
+			d.streams--
+			if d.streams == 0 {
+				delete(p.dests, svc)
+			}
+		}
+	}
+	return sent, end
+}
+
+// watch calls build with the current snapshot, sends the result when its
+// content differs from the last message sent, and repeats after every
+// change (debounced) until ctx ends or the server shuts down.
+func watch[M proto.Message](ctx context.Context, s *Server, build func(*config.Snapshot) M, withoutVersion func(M) M, send func(M) error) error {
+	var last M
+	first := true
+	for {
+		changed := s.src.Changed()
+		snap := s.src.Snapshot()
+		msg := build(snap)
+		if first || !proto.Equal(withoutVersion(msg), withoutVersion(last)) {
+			if err := send(msg); err != nil {
+				return err
+			}
+			last, first = msg, false
+		}
+		if s.evaluated != nil {
+			s.evaluated(snap.Version)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.done:
+			return nil
+		case <-changed:
+		}
+		t := time.NewTimer(s.debounce)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-s.done:
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Watch implements meshv1.DestinationsServer.
+func (s *Server) Watch(req *meshv1.DestinationRequest, stream grpc.ServerStreamingServer[meshv1.DestinationSnapshot]) error {
+	if req.GetAuthority() == "" {
+		return status.Error(codes.InvalidArgument, "authority is required: name the destination service, e.g. \"api\" or \"api.demo:8080\"")
+	}
+	ns := req.GetProxy().GetNamespace()
+	if ns == "" {
+		ns = config.DefaultNamespace
+	}
+	key := config.ParseAuthority(req.GetAuthority(), ns)
+	if key.Name() == "" {
+		return status.Errorf(codes.InvalidArgument, "authority %q names no service", req.GetAuthority())
+	}
+	sent, end := s.track(req.GetProxy().GetId(), string(key))
+	defer end()
+	log := s.log.With("proxy", req.GetProxy().GetId(), "service", string(key))
+	log.Debug("destination watch started")
+	err := watch(stream.Context(), s,
+		func(snap *config.Snapshot) *meshv1.DestinationSnapshot {
+			return Destination(snap, key, req.GetAuthority())
+		},
+		func(m *meshv1.DestinationSnapshot) *meshv1.DestinationSnapshot {
+			c := proto.CloneOf(m)
+			c.Version = 0
+			return c
+		},
+		func(m *meshv1.DestinationSnapshot) error {
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+			sent(m.GetVersion())
+			return nil
+		})
+	log.Debug("destination watch ended", "err", err)
+	return err
+}
+
+// Destination computes the snapshot of service key in snap; authority is
+// echoed. Backends come from the TrafficSplit of the service, if any, else
+// the service itself is the only backend. Only ready endpoints are listed.
+func Destination(snap *config.Snapshot, key config.ServiceKey, authority string) *meshv1.DestinationSnapshot {
+	m := &meshv1.DestinationSnapshot{Authority: authority, Version: snap.Version, Service: string(key)}
+	svc := snap.Services[key]
+	if svc == nil {
+		return m
+	}
+	m.Exists = true
+	m.Protocol = Protocol(svc.Protocol)
+	ts := findSplit(snap, key)
+	if ts == nil {
+		m.Backends = []*meshv1.Backend{backend(snap, key, 1)}
+		return m
+	}
+	for _, b := range ts.Backends {
+		m.Backends = append(m.Backends, backend(snap, config.Key(b.Service, key.Namespace()), b.Weight))
+	}
+	return m
+}
+
+// findSplit returns the TrafficSplit whose root is key, or nil. When
+// several exist (only possible with sources that do not check), the last
+// applied wins.
+func findSplit(snap *config.Snapshot, key config.ServiceKey) *split.TrafficSplit {
+	var found *split.TrafficSplit
+	for i := range snap.Resources {
+		r := &snap.Resources[i]
+		if ts, ok := r.Spec.(*split.TrafficSplit); ok && config.Key(ts.Service, r.Namespace) == key {
+			found = ts
+		}
+	}
+	return found
+}
+
+func backend(snap *config.Snapshot, key config.ServiceKey, weight uint32) *meshv1.Backend {
+	b := &meshv1.Backend{Service: string(key), Weight: weight}
+	svc := snap.Services[key]
+	if svc == nil {
+		return b
+	}
+	eps := slices.Clone(svc.Endpoints)
+	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
+	for _, ep := range eps {
+		if !ep.Ready {
+			continue
+		}
+		b.Endpoints = append(b.Endpoints, &meshv1.Endpoint{
+			Address:  ep.Address,
+			Identity: ep.Identity,
+			Meshed:   ep.Meshed,
+			Weight:   ep.Weight,
+			Labels:   maps.Clone(ep.Labels),
+		})
+	}
+	return b
+}
+
+// Protocol maps a configured protocol to the API's enum.
+func Protocol(p config.Protocol) meshv1.Protocol {
+	switch p {
+	case config.ProtocolHTTP1:
+		return meshv1.Protocol_HTTP1
+	case config.ProtocolHTTP2:
+		return meshv1.Protocol_HTTP2
+	case config.ProtocolGRPC:
+		return meshv1.Protocol_GRPC
+	case config.ProtocolTCP:
+		return meshv1.Protocol_TCP
+	}
+	return meshv1.Protocol_PROTOCOL_UNSPECIFIED
+}
+
+// inboundServer adapts Server to meshv1.InboundServer, whose method has the
+// same name as Destinations' Watch.
+type inboundServer struct {
+	meshv1.UnimplementedInboundServer
+	*Server
+}
+
+// Inbound returns the server's meshv1.InboundServer.
+func (s *Server) Inbound() meshv1.InboundServer { return inboundServer{Server: s} }
+
+// Watch implements meshv1.InboundServer.
+func (s inboundServer) Watch(req *meshv1.InboundRequest, stream grpc.ServerStreamingServer[meshv1.InboundSnapshot]) error {
+	info := req.GetProxy()
+	if info.GetId() == "" && info.GetWorkload() == "" {
+		return status.Error(codes.InvalidArgument, "proxy id or workload is required")
+	}
+	sent, end := s.track(info.GetId(), "")
+	defer end()
+	return watch(stream.Context(), s.Server,
+		func(snap *config.Snapshot) *meshv1.InboundSnapshot { return Inbound(snap, info) },
+		func(m *meshv1.InboundSnapshot) *meshv1.InboundSnapshot {
+			c := proto.CloneOf(m)
+			c.Version = 0
+			return c
+		},
+		func(m *meshv1.InboundSnapshot) error {
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+			sent(m.GetVersion())
+			return nil
+		})
+}
+
+// Inbound computes the inbound snapshot of the proxy described by info:
+// the proxy with its ID, else the first (by ID) proxy of its workload and
+// namespace; known is false when there is none.
+func Inbound(snap *config.Snapshot, info *meshv1.ProxyInfo) *meshv1.InboundSnapshot {
+	m := &meshv1.InboundSnapshot{Version: snap.Version}
+	p := snap.Proxies[info.GetId()]
+	if p == nil && info.GetWorkload() != "" {
+		ns := info.GetNamespace()
+		if ns == "" {
+			ns = config.DefaultNamespace
+		}
+		for _, id := range slices.Sorted(maps.Keys(snap.Proxies)) {
+			if q := snap.Proxies[id]; q.Service == info.GetWorkload() && q.Namespace == ns {
+				p = q
+				break
+			}
+		}
+	}
+	if p == nil {
+		return m
+	}
+	m.Known = true
+	m.Service = string(config.Key(p.Service, p.Namespace))
+	for _, port := range p.Ports {
+		m.Ports = append(m.Ports, &meshv1.InboundPort{Port: port.Port, Protocol: Protocol(port.Protocol)})
+	}
+	return m
+}
