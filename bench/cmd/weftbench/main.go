@@ -1,0 +1,102 @@
+// Command weftbench runs Weft's side-by-side benchmark: the same open-loop HTTP/1.1 load
+// through an nginx pair, an HAProxy pair, Go peers and Weft, each pair on loopback with TLS 1.3
+// between its two proxies, plus the direct baseline. See bench/README.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"weft.dev/weft/bench/internal/harness"
+	"weft.dev/weft/bench/internal/peer"
+	"weft.dev/weft/bench/internal/role"
+)
+
+func main() {
+	role.Main() // returns unless the harness re-executed this binary as its echo server or Go proxy
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "weftbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		out      = flag.String("out", "", "directory to write <time>.json and <time>.md into (e.g. bench/results); empty: stdout only")
+		rates    = flag.String("rates", "500,1000,2000,4000", "comma-separated request rates (per second)")
+		duration = flag.Duration("duration", 30*time.Second, "measured window per scenario")
+		warmup   = flag.Duration("warmup", 5*time.Second, "discarded warm-up before each window")
+		reps     = flag.Int("reps", 3, "repetitions, interleaved across peers")
+		conns    = flag.Int("c", 16, "connections of the load generator")
+		peers    = flag.String("peers", "all", "comma-separated peers to compare with the direct baseline")
+		quick    = flag.Bool("quick", false, "smoke run: one 2s window at 1000 rps, one repetition")
+		verbose  = flag.Bool("v", false, "log every window")
+	)
+	flag.Parse()
+	ps, err := peer.Select(*peers)
+	if err != nil {
+		return err
+	}
+	var rs []float64
+	for _, f := range strings.Split(*rates, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 {
+			return fmt.Errorf("-rates: %q is not a positive number", f)
+		}
+		rs = append(rs, r)
+	}
+	level := slog.LevelInfo
+	if !*verbose {
+		level = slog.LevelWarn
+	}
+	cfg := harness.Config{
+		Peers: ps, Rates: rs, Duration: *duration, Warmup: *warmup, Reps: *reps, Connections: *conns,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if *quick {
+		cfg = harness.Quick(cfg)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := harness.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteMarkdown(os.Stdout); err != nil {
+		return err
+	}
+	if *out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("create -out directory: %w", err)
+	}
+	base := filepath.Join(*out, rep.Started.UTC().Format("2006-01-02T150405Z"))
+	for ext, write := range map[string]func(*os.File) error{
+		".json": func(f *os.File) error { return rep.WriteJSON(f) },
+		".md":   func(f *os.File) error { return rep.WriteMarkdown(f) },
+	} {
+		f, err := os.Create(base + ext)
+		if err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+		err = write(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", base+ext, err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "results written to %s.{json,md}\n", base)
+	return nil
+}

@@ -1,0 +1,291 @@
+// Package harness runs the side-by-side benchmark: it generates the certificates, starts the
+// echo application and every available proxy pair, then for each repetition, each rate and each
+// pair (the direct baseline first, the pairs in an order rotated per repetition) drives an
+// open-loop load through the pair and records latency, CPU and memory.
+//
+// The command bench/cmd/weftbench and the quick test in bench/ import harness. Run is not
+// meant to be called twice at once: the pairs would compete for the same two cores.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"weft.dev/weft/bench/internal/load"
+	"weft.dev/weft/bench/internal/peer"
+	"weft.dev/weft/bench/internal/pki"
+	"weft.dev/weft/bench/internal/procstat"
+	"weft.dev/weft/bench/internal/report"
+	"weft.dev/weft/bench/internal/role"
+)
+
+// Quick returns cfg turned into a smoke run: one short window at 1,000 rps, one repetition.
+func Quick(cfg Config) Config {
+	cfg.Rates = []float64{1000}
+	cfg.Duration = 2 * time.Second
+	cfg.Warmup = 500 * time.Millisecond
+	cfg.Reps = 1
+	cfg.Quick = true
+	return cfg
+}
+
+// Config of a run.
+type Config struct {
+	// Peers to compare; the direct baseline is always added first.
+	Peers []peer.Peer
+	// Rates in requests per second; nil means 500, 1000, 2000, 4000.
+	Rates []float64
+	// Duration of a measured window; 0 means 30 s.
+	Duration time.Duration
+	// Warmup before each window, with the same load, discarded; 0 means 5 s.
+	Warmup time.Duration
+	// Reps is the number of repetitions; 0 means 3.
+	Reps int
+	// Connections of the load generator; 0 means 16.
+	Connections int
+	// PayloadSize is the request (and so the response) body; 0 means 1024 bytes.
+	PayloadSize int
+	// Self is the executable that runs the helper roles (see package role); "" means this one.
+	Self string
+	// Quick marks the report as a smoke run.
+	Quick bool
+	// Logger receives progress; nil means discard.
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if len(c.Rates) == 0 {
+		c.Rates = []float64{500, 1000, 2000, 4000}
+	}
+	if c.Duration <= 0 {
+		c.Duration = 30 * time.Second
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = 5 * time.Second
+	}
+	if c.Reps <= 0 {
+		c.Reps = 3
+	}
+	if c.Connections <= 0 {
+		c.Connections = 16
+	}
+	if c.PayloadSize <= 0 {
+		c.PayloadSize = 1024
+	}
+	if c.Self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find own executable to run the echo server: %w", err)
+		}
+		c.Self = self
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+type running struct {
+	peer peer.Peer
+	pair *peer.Pair
+}
+
+// Run performs the benchmark and returns its report; peers that cannot run here are listed as
+// skipped with the reason. It returns an error only when nothing can be measured.
+func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	rep = &report.Report{
+		Started: time.Now(),
+		Machine: machine(),
+		Config: report.Config{Rates: cfg.Rates, Duration: cfg.Duration, Warmup: cfg.Warmup, Reps: cfg.Reps,
+			Connections: cfg.Connections, PayloadSize: cfg.PayloadSize, Quick: cfg.Quick},
+	}
+	dir, err := os.MkdirTemp("", "weftbench-")
+	if err != nil {
+		return nil, fmt.Errorf("create temporary directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
+		return nil, fmt.Errorf("create pki directory: %w", err)
+	}
+	files, err := pki.Generate(filepath.Join(dir, "pki"))
+	if err != nil {
+		return nil, err
+	}
+	echoAddr, err := peer.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	echoProc, err := peer.StartProc("echo", dir, cfg.Self, nil, []string{role.EnvRole + "=" + role.Echo, role.EnvListen + "=" + echoAddr})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if serr := echoProc.Stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+
+	var pairs []running
+	defer func() {
+		for _, r := range pairs {
+			if serr := r.pair.Stop(); serr != nil {
+				log.Warn("stop pair", "peer", r.peer.Name(), "err", serr)
+			}
+		}
+	}()
+	all := append([]peer.Peer{peer.Direct{}}, cfg.Peers...)
+	for _, p := range all {
+		info := report.Peer{Name: p.Name(), Version: p.Version(ctx)}
+		if cerr := p.Check(); cerr != nil {
+			info.Skipped = cerr.Error()
+			log.Warn("peer not run", "peer", p.Name(), "reason", cerr)
+			rep.Peers = append(rep.Peers, info)
+			continue
+		}
+		pdir := filepath.Join(dir, sanitize(p.Name()))
+		if err := os.Mkdir(pdir, 0o700); err != nil {
+			return nil, fmt.Errorf("create directory of %s: %w", p.Name(), err)
+		}
+		pair, serr := p.Start(ctx, peer.Env{Dir: pdir, PKI: files, Echo: echoAddr, Self: cfg.Self, Logger: log})
+		if serr != nil {
+			if p.Name() == report.Baseline {
+				return nil, fmt.Errorf("start echo server: %w", serr)
+			}
+			info.Skipped = "did not start: " + serr.Error()
+			log.Error("peer did not start", "peer", p.Name(), "err", serr)
+			rep.Peers = append(rep.Peers, info)
+			continue
+		}
+		pairs = append(pairs, running{peer: p, pair: pair})
+		if pair.A != nil {
+			if s, err := procstat.Read(pair.A.PID); err == nil {
+				info.IdleRSSA = s.RSS
+			}
+			if s, err := procstat.Read(pair.B.PID); err == nil {
+				info.IdleRSSB = s.RSS
+			}
+		}
+		log.Info("peer started", "peer", p.Name(), "url", pair.URL)
+		rep.Peers = append(rep.Peers, info)
+	}
+
+	payload := bytes.Repeat([]byte("0123456789abcdef"), cfg.PayloadSize/16+1)[:cfg.PayloadSize]
+	for r := 1; r <= cfg.Reps; r++ {
+		for _, rate := range cfg.Rates {
+			for _, run := range order(pairs, r) {
+				if err := ctx.Err(); err != nil {
+					return rep, err
+				}
+				s, err := measure(ctx, cfg, run, payload, rate, r, echoProc.PID)
+				if err != nil {
+					return rep, err
+				}
+				log.Info("window", "peer", s.Peer, "rate", rate, "rep", r, "achieved", fmt.Sprintf("%.0f", s.Achieved),
+					"p50_ms", fmt.Sprintf("%.3f", s.P50), "p99_ms", fmt.Sprintf("%.3f", s.P99),
+					"cpu_a", fmt.Sprintf("%.2f", s.CPUA), "cpu_b", fmt.Sprintf("%.2f", s.CPUB), "errors", s.Errors+s.BadBodies)
+				rep.Scenarios = append(rep.Scenarios, s)
+			}
+		}
+	}
+	rep.Summarise()
+	return rep, nil
+}
+
+// order keeps the baseline first and rotates the others by repetition, so no pair always runs
+// right after another one.
+func order(pairs []running, rep int) []running {
+	if len(pairs) <= 2 {
+		return pairs
+	}
+	rest := pairs[1:]
+	k := (rep - 1) % len(rest)
+	out := []running{pairs[0]}
+	out = append(out, rest[k:]...)
+	return append(out, rest[:k]...)
+}
+
+func measure(ctx context.Context, cfg Config, run running, payload []byte, rate float64, rep, echoPID int) (report.Scenario, error) {
+	name := run.peer.Name()
+	gen, err := load.New(load.Options{URL: run.pair.URL, Connections: cfg.Connections, Payload: payload})
+	if err != nil {
+		return report.Scenario{}, err
+	}
+	defer gen.Close()
+	gen.Run(ctx, rate, cfg.Warmup)
+	before, err := sample(run.pair, echoPID)
+	if err != nil {
+		return report.Scenario{}, fmt.Errorf("%s: %w", name, err)
+	}
+	res := gen.Run(ctx, rate, cfg.Duration)
+	after, err := sample(run.pair, echoPID)
+	if err != nil {
+		return report.Scenario{}, fmt.Errorf("%s: %w", name, err)
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return report.Scenario{
+		Peer: name, Rate: rate, Rep: rep,
+		Achieved: res.Achieved(), Window: res.Elapsed.Seconds(),
+		Requests: res.Requests, Errors: res.Errors, BadBodies: res.BadBodies,
+		BytesSent: res.BytesSent, BytesReceived: res.BytesReceived, Late: res.Late, FirstError: res.FirstError,
+		P50: ms(res.Percentile(50)), P90: ms(res.Percentile(90)), P99: ms(res.Percentile(99)), P999: ms(res.Percentile(99.9)),
+		CPUA: (after.a.CPU - before.a.CPU).Seconds(), CPUB: (after.b.CPU - before.b.CPU).Seconds(),
+		CPUEcho: (after.echo.CPU - before.echo.CPU).Seconds(),
+		RSSA:    after.a.RSS, RSSB: after.b.RSS, HWMA: after.a.HWM, HWMB: after.b.HWM,
+	}, nil
+}
+
+type stats struct{ a, b, echo procstat.Stat }
+
+func sample(pair *peer.Pair, echoPID int) (stats, error) {
+	var s stats
+	var err error
+	if s.echo, err = procstat.Read(echoPID); err != nil {
+		return s, fmt.Errorf("echo server: %w", err)
+	}
+	if pair.A == nil {
+		return s, nil
+	}
+	if s.a, err = procstat.Read(pair.A.PID); err != nil {
+		return s, fmt.Errorf("proxy A exited? %w; log %s: %s", err, pair.A.Log, pair.A.Tail())
+	}
+	if s.b, err = procstat.Read(pair.B.PID); err != nil {
+		return s, fmt.Errorf("proxy B exited? %w; log %s: %s", err, pair.B.Log, pair.B.Tail())
+	}
+	return s, nil
+}
+
+func sanitize(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(name))
+}
+
+func machine() report.Machine {
+	m := report.Machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}

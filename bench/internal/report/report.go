@@ -1,0 +1,308 @@
+// Package report holds what a benchmark run measured and turns it into the published figures:
+// latency added over the direct baseline of the same repetition, CPU per proxy per 1,000
+// requests per second, memory per proxy, each as the median with min and max across
+// repetitions, and ratios against HAProxy. It writes JSON (everything) and a markdown table.
+//
+// Only the benchmark harness imports report. A Report is a plain value: not safe for concurrent
+// mutation.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Baseline is the peer every other is compared with for latency; Reference the one for ratios.
+const (
+	Baseline  = "direct"
+	Reference = "haproxy"
+)
+
+// Report is one benchmark run.
+type Report struct {
+	Started time.Time `json:"started"`
+	Machine Machine   `json:"machine"`
+	Config  Config    `json:"config"`
+	Peers   []Peer    `json:"peers"`
+	// Scenarios are the raw measurements, one per repetition, rate and peer.
+	Scenarios []Scenario `json:"scenarios"`
+	// Rows are the figures derived from Scenarios by Summarise.
+	Rows []Row `json:"rows"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPU    string `json:"cpu"`
+	Cores  int    `json:"cores"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+}
+
+// Config is how the run was made.
+type Config struct {
+	Rates       []float64     `json:"rates"`
+	Duration    time.Duration `json:"duration_ns"`
+	Warmup      time.Duration `json:"warmup_ns"`
+	Reps        int           `json:"repetitions"`
+	Connections int           `json:"connections"`
+	PayloadSize int           `json:"payload_bytes"`
+	Quick       bool          `json:"quick"`
+}
+
+// Peer is one pair of the run.
+type Peer struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	// Skipped says why the peer did not run; empty when it ran.
+	Skipped string `json:"skipped,omitempty"`
+	// IdleRSSA and IdleRSSB are each proxy's VmRSS in bytes once started and warmed by one request.
+	IdleRSSA uint64 `json:"idle_rss_a,omitempty"`
+	IdleRSSB uint64 `json:"idle_rss_b,omitempty"`
+}
+
+// Scenario is one load window against one peer.
+type Scenario struct {
+	Peer string  `json:"peer"`
+	Rate float64 `json:"rate"`
+	Rep  int     `json:"rep"`
+	// Achieved is answered requests per second over the window.
+	Achieved float64 `json:"achieved"`
+	Window   float64 `json:"window_seconds"`
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	// BadBodies are 200 answers whose body differed from the request's.
+	BadBodies     int64 `json:"bad_bodies"`
+	BytesSent     int64 `json:"bytes_sent"`
+	BytesReceived int64 `json:"bytes_received"`
+	// Late requests were sent after their slot because their connection was still busy.
+	Late       int64  `json:"late"`
+	FirstError string `json:"first_error,omitempty"`
+	// Latency percentiles in milliseconds, from the intended send time.
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	P999 float64 `json:"p999_ms"`
+	// CPUA and CPUB are seconds of CPU each proxy used during the window; CPUEcho the echo's.
+	CPUA    float64 `json:"cpu_a_seconds"`
+	CPUB    float64 `json:"cpu_b_seconds"`
+	CPUEcho float64 `json:"cpu_echo_seconds"`
+	// RSS (VmRSS at the end of the window) and HWM (VmHWM, peak since start) per proxy, bytes.
+	RSSA uint64 `json:"rss_a"`
+	RSSB uint64 `json:"rss_b"`
+	HWMA uint64 `json:"hwm_a"`
+	HWMB uint64 `json:"hwm_b"`
+}
+
+// Saturated reports whether the window is not a valid latency measurement: the load fell
+// behind its schedule.
+func (s *Scenario) Saturated() bool {
+	return s.Achieved < 0.95*s.Rate || float64(s.Late) > 0.05*float64(s.Requests)
+}
+
+// Range is the median, min and max of one figure across repetitions.
+type Range struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	N      int     `json:"n"`
+}
+
+func rangeOf(v []float64) Range {
+	if len(v) == 0 {
+		return Range{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Range{Median: m, Min: s[0], Max: s[len(s)-1], N: len(s)}
+}
+
+// Row is the summary of one peer at one rate.
+type Row struct {
+	Peer string  `json:"peer"`
+	Rate float64 `json:"rate"`
+	// Added latency over direct in the same repetition, ms. For the baseline itself these are
+	// its absolute latencies.
+	AddedP50  Range `json:"added_p50_ms"`
+	AddedP90  Range `json:"added_p90_ms"`
+	AddedP99  Range `json:"added_p99_ms"`
+	AddedP999 Range `json:"added_p999_ms"`
+	// CPUPer1k is vCPU per proxy (mean of A and B) per 1,000 requests per second.
+	CPUPer1k Range `json:"vcpu_per_proxy_per_1k_rps"`
+	// RSSLoadMiB is VmRSS per proxy (mean of A and B) at the end of the window; HWMMiB the peak.
+	RSSLoadMiB Range `json:"rss_load_mib"`
+	HWMMiB     Range `json:"hwm_mib"`
+	// CPUvsRef and P99vsRef divide this peer's figure by HAProxy's in the same repetition
+	// (medians of the per-repetition ratios); zero when HAProxy did not run.
+	CPUvsRef Range `json:"cpu_vs_haproxy"`
+	P99vsRef Range `json:"added_p99_vs_haproxy"`
+	// Errors and BadBodies summed over repetitions; Saturated counts windows that fell behind.
+	Errors    int64 `json:"errors"`
+	BadBodies int64 `json:"bad_bodies"`
+	Saturated int   `json:"saturated_windows"`
+}
+
+type key struct {
+	peer string
+	rate float64
+	rep  int
+}
+
+// Summarise derives Rows from Scenarios.
+func (r *Report) Summarise() {
+	byKey := map[key]*Scenario{}
+	for i := range r.Scenarios {
+		s := &r.Scenarios[i]
+		byKey[key{s.Peer, s.Rate, s.Rep}] = s
+	}
+	r.Rows = nil
+	for _, rate := range r.Config.Rates {
+		for _, p := range r.Peers {
+			if p.Skipped != "" {
+				continue
+			}
+			row := Row{Peer: p.Name, Rate: rate}
+			var d50, d90, d99, d999, cpu, rss, hwm, cpuRef, p99Ref []float64
+			for rep := 1; rep <= r.Config.Reps; rep++ {
+				s := byKey[key{p.Name, rate, rep}]
+				if s == nil {
+					continue
+				}
+				row.Errors += s.Errors
+				row.BadBodies += s.BadBodies
+				if s.Saturated() {
+					row.Saturated++
+				}
+				base := byKey[key{Baseline, rate, rep}]
+				if p.Name == Baseline {
+					d50, d90, d99, d999 = append(d50, s.P50), append(d90, s.P90), append(d99, s.P99), append(d999, s.P999)
+					continue
+				}
+				if base != nil {
+					d50 = append(d50, s.P50-base.P50)
+					d90 = append(d90, s.P90-base.P90)
+					d99 = append(d99, s.P99-base.P99)
+					d999 = append(d999, s.P999-base.P999)
+				}
+				c := perProxyPer1k(s)
+				cpu = append(cpu, c)
+				rss = append(rss, float64(s.RSSA+s.RSSB)/2/(1<<20))
+				hwm = append(hwm, float64(s.HWMA+s.HWMB)/2/(1<<20))
+				if ref := byKey[key{Reference, rate, rep}]; ref != nil && p.Name != Reference {
+					if rc := perProxyPer1k(ref); rc > 0 {
+						cpuRef = append(cpuRef, c/rc)
+					}
+					if base != nil && ref.P99-base.P99 > 0 {
+						p99Ref = append(p99Ref, (s.P99-base.P99)/(ref.P99-base.P99))
+					}
+				}
+			}
+			row.AddedP50, row.AddedP90, row.AddedP99, row.AddedP999 = rangeOf(d50), rangeOf(d90), rangeOf(d99), rangeOf(d999)
+			row.CPUPer1k, row.RSSLoadMiB, row.HWMMiB = rangeOf(cpu), rangeOf(rss), rangeOf(hwm)
+			row.CPUvsRef, row.P99vsRef = rangeOf(cpuRef), rangeOf(p99Ref)
+			r.Rows = append(r.Rows, row)
+		}
+	}
+}
+
+func perProxyPer1k(s *Scenario) float64 {
+	if s.Window <= 0 || s.Achieved <= 0 {
+		return 0
+	}
+	return (s.CPUA + s.CPUB) / 2 / s.Window / (s.Achieved / 1000)
+}
+
+// WriteJSON writes the whole report.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(jsonSafe(r))
+}
+
+// jsonSafe replaces NaN (no data) with zero, which encoding/json cannot encode.
+func jsonSafe(r *Report) *Report {
+	c := *r
+	c.Rows = slices.Clone(r.Rows)
+	for i := range c.Rows {
+		for _, rg := range []*Range{&c.Rows[i].AddedP50, &c.Rows[i].AddedP90, &c.Rows[i].AddedP99, &c.Rows[i].AddedP999,
+			&c.Rows[i].CPUPer1k, &c.Rows[i].RSSLoadMiB, &c.Rows[i].HWMMiB, &c.Rows[i].CPUvsRef, &c.Rows[i].P99vsRef} {
+			for _, f := range []*float64{&rg.Median, &rg.Min, &rg.Max} {
+				if math.IsNaN(*f) {
+					*f = 0
+				}
+			}
+		}
+	}
+	return &c
+}
+
+// WriteMarkdown writes the summary table and the peers' versions.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Run of %s on %s (%d cores, kernel %s, %s). ", r.Started.UTC().Format("2006-01-02 15:04 UTC"),
+		r.Machine.CPU, r.Machine.Cores, r.Machine.Kernel, r.Machine.Go)
+	fmt.Fprintf(&b, "Open loop, %d connections, %d B request and response, %s per window after %s warm-up, %d repetition(s) interleaved across peers",
+		r.Config.Connections, r.Config.PayloadSize, r.Config.Duration, r.Config.Warmup, r.Config.Reps)
+	if r.Config.Quick {
+		b.WriteString(" (quick mode: not a measurement)")
+	}
+	b.WriteString(".\n\n")
+	b.WriteString("Latency: ms added over the direct baseline of the same repetition (the direct row is absolute). " +
+		"CPU: vCPU per proxy per 1,000 rps. Memory: VmRSS per proxy, MiB. Each cell: median (min–max) across repetitions. " +
+		"×HAProxy: ratio to HAProxy in the same repetition. A ⚠ marks windows where the load fell behind its schedule (saturated: latency not valid).\n\n")
+	b.WriteString("| pair | rate | Δp50 | Δp90 | Δp99 | Δp99.9 | vCPU/proxy/1k rps | CPU ×HAProxy | Δp99 ×HAProxy | RSS idle → load (peak) | errors |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
+	idle := map[string]Peer{}
+	for _, p := range r.Peers {
+		idle[p.Name] = p
+	}
+	for _, row := range r.Rows {
+		name := row.Peer
+		if row.Saturated > 0 {
+			name += fmt.Sprintf(" ⚠%d", row.Saturated)
+		}
+		p := idle[row.Peer]
+		mem, cpu, cpuRef, p99Ref := "—", "—", "—", "—"
+		if row.Peer != Baseline {
+			mem = fmt.Sprintf("%.1f → %s (%.1f)", float64(p.IdleRSSA+p.IdleRSSB)/2/(1<<20), fmtRange(row.RSSLoadMiB, 1), row.HWMMiB.Median)
+			cpu = fmtRange(row.CPUPer1k, 3)
+			if row.CPUvsRef.N > 0 {
+				cpuRef = fmt.Sprintf("%.2f×", row.CPUvsRef.Median)
+			}
+			if row.P99vsRef.N > 0 {
+				p99Ref = fmt.Sprintf("%.2f×", row.P99vsRef.Median)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, row.Rate,
+			fmtRange(row.AddedP50, 2), fmtRange(row.AddedP90, 2), fmtRange(row.AddedP99, 2), fmtRange(row.AddedP999, 2),
+			cpu, cpuRef, p99Ref, mem, row.Errors+row.BadBodies)
+	}
+	b.WriteString("\n| peer | version |\n|---|---|\n")
+	for _, p := range r.Peers {
+		v := p.Version
+		if p.Skipped != "" {
+			v = "not run: " + p.Skipped
+		}
+		fmt.Fprintf(&b, "| %s | %s |\n", p.Name, strings.ReplaceAll(v, "|", "/"))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func fmtRange(r Range, prec int) string {
+	if r.N == 0 {
+		return "—"
+	}
+	if r.N == 1 {
+		return fmt.Sprintf("%.*f", prec, r.Median)
+	}
+	return fmt.Sprintf("%.*f (%.*f–%.*f)", prec, r.Median, prec, r.Min, prec, r.Max)
+}

@@ -1,0 +1,76 @@
+// Package role lets the benchmark harness run its own helper processes (the echo application
+// and the Go ReverseProxy peer) by re-executing its binary: the harness sets EnvRole and the
+// other variables below, and the binary's main (or a test's TestMain) calls Main before anything
+// else.
+//
+// Only the benchmark harness and its test import role.
+package role
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"weft.dev/weft/bench/internal/echo"
+	"weft.dev/weft/bench/internal/goproxy"
+	"weft.dev/weft/bench/internal/pki"
+)
+
+// Environment variables read by a re-executed helper process.
+const (
+	EnvRole     = "WEFTBENCH_ROLE"     // "echo", "goproxy-client" or "goproxy-server"
+	EnvListen   = "WEFTBENCH_LISTEN"   // host:port to accept on
+	EnvUpstream = "WEFTBENCH_UPSTREAM" // host:port to forward to (goproxy roles)
+	EnvPKIDir   = "WEFTBENCH_PKI_DIR"  // directory written by pki.Generate (goproxy roles)
+)
+
+// Roles the harness starts.
+const (
+	Echo          = "echo"
+	GoProxyClient = "goproxy-client"
+	GoProxyServer = "goproxy-server"
+)
+
+// Main runs the role named by EnvRole until SIGTERM or SIGINT and exits the process. It returns
+// at once, doing nothing, when EnvRole is unset.
+func Main() {
+	name := os.Getenv(EnvRole)
+	if name == "" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, name)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "weftbench %s: %v\n", name, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func run(ctx context.Context, name string) error {
+	listen := os.Getenv(EnvListen)
+	switch name {
+	case Echo:
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", listen, err)
+		}
+		return echo.Serve(ctx, ln)
+	case GoProxyClient, GoProxyServer:
+		side := goproxy.Client
+		if name == GoProxyServer {
+			side = goproxy.Server
+		}
+		return goproxy.Run(ctx, goproxy.Config{
+			Side:     side,
+			Listen:   listen,
+			Upstream: os.Getenv(EnvUpstream),
+			PKI:      pki.InDir(os.Getenv(EnvPKIDir)),
+		})
+	}
+	return fmt.Errorf("unknown role %q (want %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer)
+}
