@@ -223,7 +223,7 @@ func histogramBuckets(h *dto.Histogram) ([]bucket, bool) {
 		if b.CumulativeCountFloat != nil {
 			c = b.GetCumulativeCountFloat()
 		}
-		if math.IsNaN(le) || math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
+		if math.IsNaN(le) || math.IsInf(le, -1) || math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
 			return nil, false
 		}
 		if math.IsInf(le, +1) {

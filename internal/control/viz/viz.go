@@ -147,8 +147,10 @@ func (s *Scraper) scrapeOnce(parent context.Context, now time.Time) {
 	for id, p := range snap.Proxies {
 		svc := config.Key(p.Service, p.Namespace)
 		if p.AdminAddr == "" {
+			resMu.Lock()
 			results = append(results, scrapeResult{id: id, service: svc,
 				err: fmt.Errorf("proxy %s has no admin address", id)})
+			resMu.Unlock()
 			continue
 		}
 		wg.Add(1)
