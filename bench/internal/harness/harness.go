@@ -167,6 +167,15 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 			rep.Peers = append(rep.Peers, info)
 			continue
 		}
+		if pair.A != nil && !pair.Plaintext {
+			if verr := peer.VerifyMutualTLS(ctx, pair.BAddr, files); verr != nil {
+				_ = pair.Stop()
+				info.Skipped = "misconfigured: " + verr.Error()
+				log.Error("peer misconfigured", "peer", p.Name(), "err", verr)
+				rep.Peers = append(rep.Peers, info)
+				continue
+			}
+		}
 		pairs = append(pairs, running{peer: p, pair: pair})
 		if pair.A != nil {
 			if s, err := procstat.Read(pair.A.PID); err == nil {

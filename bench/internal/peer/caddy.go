@@ -132,5 +132,5 @@ func (Caddy) Start(ctx context.Context, env Env) (*Pair, error) {
 				[]string{"GOMAXPROCS=1", "HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home})
 		}
 	}
-	return startPair(ctx, "http://"+portA+"/", start("b", portB, env.Echo), start("a", portA, portB))
+	return startPair(ctx, "http://"+portA+"/", portB, start("b", portB, env.Echo), start("a", portA, portB))
 }

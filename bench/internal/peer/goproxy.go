@@ -39,7 +39,7 @@ func (GoProxy) Start(ctx context.Context, env Env) (*Pair, error) {
 			})
 		}
 	}
-	return startPair(ctx, "http://"+portA+"/",
+	return startPair(ctx, "http://"+portA+"/", portB,
 		start("goproxy-b", role.GoProxyServer, portB, env.Echo),
 		start("goproxy-a", role.GoProxyClient, portA, portB))
 }

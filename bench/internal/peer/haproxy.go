@@ -98,5 +98,5 @@ func (HAProxy) Start(ctx context.Context, env Env) (*Pair, error) {
 			return StartProc("haproxy-"+side, env.Dir, bin, []string{"-db", "-f", conf}, nil)
 		}
 	}
-	return startPair(ctx, "http://"+portA+"/", start("b", portB, env.Echo), start("a", portA, portB))
+	return startPair(ctx, "http://"+portA+"/", portB, start("b", portB, env.Echo), start("a", portA, portB))
 }

@@ -133,5 +133,5 @@ func (Nginx) Start(ctx context.Context, env Env) (*Pair, error) {
 			return StartProc("nginx-"+side, env.Dir, bin, []string{"-p", env.Dir, "-c", conf, "-e", filepath.Join(env.Dir, side+"-error.log")}, nil)
 		}
 	}
-	return startPair(ctx, "http://"+portA+"/", start("b", portB, env.Echo), start("a", portA, portB))
+	return startPair(ctx, "http://"+portA+"/", portB, start("b", portB, env.Echo), start("a", portA, portB))
 }

@@ -59,6 +59,10 @@ type Pair struct {
 	URL string
 	// A and B are the client-side and server-side proxy processes; nil for the baseline.
 	A, B *Proc
+	// BAddr is host:port where B accepts A's connections.
+	BAddr string
+	// Plaintext is true for a pair that does not (yet) speak TLS between its proxies.
+	Plaintext bool
 	// cleanup runs after the processes stopped.
 	cleanup func()
 }
@@ -241,7 +245,7 @@ func firstLine(ctx context.Context, path string, args ...string) string {
 }
 
 // startPair starts B then A, stopping both if the pair does not come up.
-func startPair(ctx context.Context, url string, startB, startA func() (*Proc, error)) (*Pair, error) {
+func startPair(ctx context.Context, url, bAddr string, startB, startA func() (*Proc, error)) (*Pair, error) {
 	b, err := startB()
 	if err != nil {
 		return nil, err
@@ -251,7 +255,7 @@ func startPair(ctx context.Context, url string, startB, startA func() (*Proc, er
 		_ = b.Stop()
 		return nil, err
 	}
-	pair := &Pair{URL: url, A: a, B: b}
+	pair := &Pair{URL: url, A: a, B: b, BAddr: bAddr}
 	if err := WaitReady(ctx, url, a, b); err != nil {
 		_ = pair.Stop()
 		return nil, err
