@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"weft.dev/weft/examples/demo/internal/propagate"
 	"weft.dev/weft/examples/demo/quotes/quotespb"
 )
 
@@ -200,7 +201,7 @@ func (a *API) quote(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusServiceUnavailable, "no quotes backend configured: start the API with --quotes ADDR or set WEFT_QUOTES_ADDR")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.QuoteTimeout)
+	ctx, cancel := context.WithTimeout(propagate.GRPC(r.Context(), r.Header), a.cfg.QuoteTimeout)
 	defer cancel()
 	q, err := a.cfg.Quotes.GetQuote(ctx, &quotespb.GetQuoteRequest{Topic: r.URL.Query().Get("topic")})
 	if err != nil {
