@@ -242,7 +242,9 @@ func histogramBuckets(h *dto.Histogram) ([]bucket, bool) {
 }
 
 // mergeBuckets adds the cumulative counts of b into a, bucket by upper
-// bound; both are sorted and the result is too.
+// bound; both are sorted and the result is too. It never modifies its
+// inputs but may return b itself, so callers must not modify results in
+// place either.
 func mergeBuckets(a, b []bucket) []bucket {
 	if len(a) == 0 {
 		return b

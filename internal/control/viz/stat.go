@@ -163,11 +163,9 @@ func (s *Scraper) Stat(window time.Duration) []ServiceStat {
 				}
 			}
 		}
-		inc, span := increases(samples)
-		for k, d := range inc {
-			if k.dir == inbound {
-				a.tot.add(d, span)
-			}
+		inc, span := increases(samples, inbound)
+		for _, d := range inc {
+			a.tot.add(d, span)
 		}
 	}
 
@@ -205,11 +203,8 @@ func (s *Scraper) Edges(window time.Duration) []EdgeStat {
 		if !ok || v.service != src {
 			continue
 		}
-		inc, span := increases(inWindow(v.samples, from))
+		inc, span := increases(inWindow(v.samples, from), outbound)
 		for k, d := range inc {
-			if k.dir != outbound {
-				continue
-			}
 			ek := edgeKey{from: src, to: k.service}
 			t := byEdge[ek]
 			if t == nil {
@@ -250,35 +245,53 @@ func inWindow(samples []*sample, from time.Time) []*sample {
 	return samples[i:]
 }
 
-// increases returns how much each series of one proxy grew from the first
-// to the last of samples, and the time they span. Counters that go down
-// between two samples mean the proxy restarted: its counters started again
-// from zero, so the later value is the increase.
-func increases(samples []*sample) (map[seriesKey]*series, time.Duration) {
+// increases returns how much each series of direction dir of one proxy
+// grew from the first to the last of samples, and the time they span.
+// Counters that go down between two samples mean the proxy restarted: its
+// counters started again from zero, so the later value is the increase.
+// Between restarts counters only grow, so each run of samples without a
+// restart costs one subtraction, however many samples it holds.
+func increases(samples []*sample, dir direction) (map[seriesKey]*series, time.Duration) {
 	if len(samples) < 2 {
 		return nil, 0
 	}
 	out := make(map[seriesKey]*series)
-	for i := 1; i < len(samples); i++ {
-		a, b := samples[i-1], samples[i]
-		reset := restarted(a, b)
-		for k, sb := range b.series {
-			sa := a.series[k]
-			if reset || sa == nil {
-				sa = &series{}
-			}
-			d := out[k]
-			if d == nil {
-				d = &series{}
-				out[k] = d
-			}
-			d.requests += nonNeg(sb.requests - sa.requests)
-			d.success += nonNeg(sb.success - sa.success)
-			d.failure += nonNeg(sb.failure - sa.failure)
-			d.latency = mergeBuckets(d.latency, bucketDelta(sb.latency, sa.latency))
+	base := samples[0]
+	for i := 1; i <= len(samples); i++ {
+		if i < len(samples) && !restarted(samples[i-1], samples[i]) {
+			continue
 		}
+		addIncrease(out, base, samples[i-1], dir)
+		// The next run starts from zero, not from its first sample.
+		base = &sample{}
 	}
 	return out, samples[len(samples)-1].at.Sub(samples[0].at)
+}
+
+// addIncrease adds what the series of direction dir grew by from a to b.
+// A series missing from a had not counted anything yet.
+func addIncrease(out map[seriesKey]*series, a, b *sample, dir direction) {
+	if a == b {
+		return
+	}
+	for k, sb := range b.series {
+		if k.dir != dir {
+			continue
+		}
+		sa := a.series[k]
+		if sa == nil {
+			sa = &series{}
+		}
+		d := out[k]
+		if d == nil {
+			d = &series{}
+			out[k] = d
+		}
+		d.requests += nonNeg(sb.requests - sa.requests)
+		d.success += nonNeg(sb.success - sa.success)
+		d.failure += nonNeg(sb.failure - sa.failure)
+		d.latency = mergeBuckets(d.latency, bucketDelta(sb.latency, sa.latency))
+	}
 }
 
 // restarted reports whether the proxy restarted between samples a and b:
