@@ -115,6 +115,7 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 		return nil, fmt.Errorf("create temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	defer peer.RemoveBuilds()
 	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
 		return nil, fmt.Errorf("create pki directory: %w", err)
 	}

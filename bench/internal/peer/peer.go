@@ -292,7 +292,7 @@ func cutPort(hostport string) (host, port string, err error) {
 // All returns every pair the benchmark knows, HAProxy (the reference) first; the direct
 // baseline is not among them.
 func All() []Peer {
-	return []Peer{HAProxy{}, Nginx{}, GoProxy{}, Caddy{}}
+	return []Peer{HAProxy{}, Nginx{}, GoProxy{}, Caddy{}, Weft{}, Weft{MTLS: true}}
 }
 
 // Select returns the peers of All whose names are listed (comma-separated); "" or "all" means
