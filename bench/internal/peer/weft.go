@@ -201,4 +201,3 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 	pair.cleanup = stopController
 	return pair, nil
 }
-
