@@ -168,6 +168,7 @@ func (cc *clientConn) serveOne() bool {
 	if err != nil {
 		if he, ok := errIsHead(err); ok {
 			cc.answer(he.status, "invalid request: "+he.msg, true)
+			cc.lingerClose()
 		} else if !errors.Is(err, io.EOF) {
 			cc.log.Debug("read request head", "remote", cc.c.RemoteAddr(), "err", err)
 		}
@@ -178,13 +179,18 @@ func (cc *clientConn) serveOne() bool {
 	if err := parseRequest(string(head), req); err != nil {
 		he, _ := errIsHead(err)
 		cc.answer(he.status, "invalid request: "+he.msg, true)
+		cc.lingerClose()
 		return false
 	}
 
 	route, err := cc.s.Router.Route(req)
 	if err != nil {
 		pe := proxyerr.From(err)
-		return cc.answer(pe.Status, pe.Reason, !cc.canKeepWithoutBody(req))
+		keep := cc.answer(pe.Status, pe.Reason, !cc.canKeepWithoutBody(req))
+		if !keep && req.body != bodyNone {
+			cc.lingerClose()
+		}
+		return keep
 	}
 	status, keep, err := cc.forward(req, route.Upstream)
 	if route.Done != nil {
@@ -252,5 +258,27 @@ func (cc *clientConn) answerErr(req *RequestHead, err error, bodyDone bool) (int
 	pe := proxyerr.From(err)
 	keep := req.keepAlive && (bodyDone || req.body == bodyNone) && req.upgrade == "" && req.method != "CONNECT"
 	keep = cc.answer(pe.Status, pe.Reason, !keep)
+	if !keep && !bodyDone && req.body != bodyNone {
+		cc.lingerClose()
+	}
 	return pe.Status, keep, pe
 }
+
+// lingerClose half-closes the connection and discards what the client still
+// sends for a moment. Closing a socket with unread input makes the kernel
+// send a reset, which can destroy the error answer before the client has
+// read it.
+func (cc *clientConn) lingerClose() {
+	cw, ok := cc.c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = cc.c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, cc.c, lingerBytes)
+}
+
+// Bounds of lingerClose.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 256 << 10
+)
