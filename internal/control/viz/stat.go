@@ -117,7 +117,9 @@ func (t *totals) quantileMs(q float64) *float64 {
 // window actually span (at most the window), not by the window itself:
 // scrapes never align with the window's start, and a scraper that started
 // recently has seen less than the window; dividing by the window would
-// under-report by up to an interval, or by far more at startup.
+// under-report by up to an interval, or by far more at startup. A window
+// holding fewer than two samples of a proxy (shorter than an Interval)
+// has no rate for it.
 func (s *Scraper) Stat(window time.Duration) []ServiceStat {
 	snap := s.src.Snapshot()
 	views := s.views()
