@@ -155,7 +155,9 @@ type ProxyStatus struct {
 	Namespace string `json:"namespace"`
 	Version   string `json:"version"`
 	AdminAddr string `json:"admin_addr"`
-	Connected bool   `json:"connected"`
+	// Connected is true while the proxy has an open watch. A connected
+	// proxy the configuration does not know has an empty service.
+	Connected bool `json:"connected"`
 	// SentInboundVersion is the version of the last inbound snapshot sent.
 	SentInboundVersion uint64 `json:"sent_inbound_version"`
 	// Sent maps a watched service to the version last sent for it.
@@ -186,6 +188,13 @@ func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
 			ps.Sent = map[string]uint64{}
 		}
 		resp.Proxies = append(resp.Proxies, ps)
+	}
+	// Proxies connected under an ID the configuration does not know:
+	// they get no inbound configuration and stay not ready.
+	for id, s := range sent {
+		if _, ok := snap.Proxies[id]; !ok {
+			resp.Proxies = append(resp.Proxies, ProxyStatus{ID: id, Connected: s.Streams > 0, SentInboundVersion: s.Inbound, Sent: s.Destinations})
+		}
 	}
 	slices.SortFunc(resp.Proxies, func(a, b ProxyStatus) int { return strings.Compare(a.ID, b.ID) })
 	for _, svc := range snap.Services {

@@ -57,7 +57,10 @@ func setup(t *testing.T, stats Stats) (*httptest.Server, *memory.Store) {
 	store.SetProxy(config.Proxy{ID: "mon-service-v1-0", Service: "mon-service-v1", Version: "v1", AdminAddr: "127.0.0.1:4191"})
 	store.SetProxy(config.Proxy{ID: "web-0", Service: "web"})
 	h, err := New(Config{Token: token, Store: store, Stats: stats,
-		Sent: fakeSent{"web-0": {Streams: 2, Inbound: 4, Destinations: map[string]uint64{"mon-service.default": 7}}}})
+		Sent: fakeSent{
+			"web-0":    {Streams: 2, Inbound: 4, Destinations: map[string]uint64{"mon-service.default": 7}},
+			"stranger": {Streams: 1, Inbound: 1, Destinations: map[string]uint64{}},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +137,13 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Version == 0 || len(got.Proxies) != 2 || len(got.Services) != 3 {
-		t.Fatalf("got %+v, want a version, 2 proxies and 3 services", got)
+	if got.Version == 0 || len(got.Proxies) != 3 || len(got.Services) != 3 {
+		t.Fatalf("got %+v, want a version, 3 proxies and 3 services", got)
 	}
-	web := got.Proxies[1]
+	if s := got.Proxies[1]; s.ID != "stranger" || !s.Connected || s.Service != "" {
+		t.Fatalf("unregistered proxy: got %+v, want stranger connected without service", s)
+	}
+	web := got.Proxies[2]
 	if web.ID != "web-0" || !web.Connected || web.SentInboundVersion != 4 || web.Sent["mon-service.default"] != 7 {
 		t.Fatalf("web-0: got %+v, want connected, inbound 4, mon-service.default 7", web)
 	}

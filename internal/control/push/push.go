@@ -38,10 +38,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// ProxySent is what one proxy was last sent.
+// ProxySent is what one connected proxy was last sent.
 type ProxySent struct {
-	// Streams is the number of open watch streams of the proxy; zero
-	// means it is not connected.
+	// Streams is the number of open watch streams of the proxy.
 	Streams int
 	// Inbound is the version of the last inbound snapshot sent; 0 if none.
 	Inbound uint64
@@ -112,8 +111,9 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 // which would otherwise wait for watches that never end by themselves.
 func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.done) }) }
 
-// Sent returns, per proxy ID, what the proxy was last sent. The result is a
-// copy.
+// Sent returns, per connected proxy ID, what the proxy was last sent over
+// its open streams. A proxy without open streams is absent. The result is
+// a copy.
 func (s *Server) Sent() map[string]ProxySent {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -172,6 +172,11 @@ func (s *Server) track(id, svc string) (sent func(uint64), end func()) {
 			if d.streams == 0 {
 				delete(p.dests, svc)
 			}
+		}
+		// Forget disconnected proxies, so that churning proxy IDs (pod
+		// names) do not accumulate.
+		if p.streams == 0 && s.proxies[id] == p {
+			delete(s.proxies, id)
 		}
 	}
 	return sent, end
@@ -243,11 +248,11 @@ func (s *Server) Watch(req *meshv1.DestinationRequest, stream grpc.ServerStreami
 			return c
 		},
 		func(m *meshv1.DestinationSnapshot) error {
-			if err := stream.Send(m); err != nil {
-				return err
-			}
+			// Recorded before Send so that a client that has received
+			// the message never sees an older version in Sent; a failed
+			// Send ends the stream and its record anyway.
 			sent(m.GetVersion())
-			return nil
+			return stream.Send(m)
 		})
 	log.Debug("destination watch ended", "err", err)
 	return err
@@ -353,11 +358,11 @@ func (s inboundServer) Watch(req *meshv1.InboundRequest, stream grpc.ServerStrea
 			return c
 		},
 		func(m *meshv1.InboundSnapshot) error {
-			if err := stream.Send(m); err != nil {
-				return err
-			}
+			// Recorded before Send so that a client that has received
+			// the message never sees an older version in Sent; a failed
+			// Send ends the stream and its record anyway.
 			sent(m.GetVersion())
-			return nil
+			return stream.Send(m)
 		})
 }
 
