@@ -1,0 +1,72 @@
+package listener
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestDrain(t *testing.T) {
+	tests := []struct {
+		name string
+		// handler behaviour on drain
+		finishOnDrain bool
+		wantClosed    bool // the client sees its connection closed by the deadline
+	}{
+		{"handler finishes on drain", true, false},
+		{"handler ignores drain, closed at deadline", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			accepted := make(chan struct{})
+			hookRan := make(chan struct{})
+			done := make(chan error, 1)
+			timeout := 100 * time.Millisecond
+			if tt.finishOnDrain {
+				timeout = time.Minute // only a hang guard
+			}
+			go func() {
+				done <- Serve(ctx, ln, Config{DrainTimeout: timeout, OnDrain: func(context.Context) { close(hookRan) }},
+					func(dctx context.Context, c net.Conn) {
+						defer c.Close()
+						close(accepted)
+						if tt.finishOnDrain {
+							<-dctx.Done()
+							c.Write([]byte("bye"))
+							return
+						}
+						io.Copy(io.Discard, c) // ends only when closed
+					})
+			}()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			<-accepted
+			cancel()
+			got, _ := io.ReadAll(c)
+			if err := <-done; err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+			<-hookRan
+			if tt.finishOnDrain && string(got) != "bye" {
+				t.Fatalf("got %q, want the handler's goodbye", got)
+			}
+			if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+				t.Fatal("listener still accepts after the drain")
+			}
+		})
+	}
+}
