@@ -39,6 +39,8 @@ func run() error {
 		conns    = flag.Int("c", 16, "connections of the load generator")
 		peers    = flag.String("peers", "all", "comma-separated peers to compare with the direct baseline")
 		quick    = flag.Bool("quick", false, "smoke run: one 2s window at 1000 rps, one repetition")
+		quiet    = flag.Float64("quiet-below", 0.3, "before each window, wait until other processes use less than this many vCPU (0: do not wait)")
+		quietMax = flag.Duration("quiet-wait", 2*time.Minute, "longest wait for -quiet-below before measuring anyway")
 		verbose  = flag.Bool("v", false, "log every window")
 	)
 	flag.Parse()
@@ -60,6 +62,7 @@ func run() error {
 	}
 	cfg := harness.Config{
 		Peers: ps, Rates: rs, Duration: *duration, Warmup: *warmup, Reps: *reps, Connections: *conns,
+		QuietBelow: *quiet, QuietWait: *quietMax,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if *quick {

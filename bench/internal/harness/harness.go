@@ -32,6 +32,7 @@ func Quick(cfg Config) Config {
 	cfg.Duration = 2 * time.Second
 	cfg.Warmup = 500 * time.Millisecond
 	cfg.Reps = 1
+	cfg.QuietBelow = 0
 	cfg.Quick = true
 	return cfg
 }
@@ -54,6 +55,12 @@ type Config struct {
 	PayloadSize int
 	// Self is the executable that runs the helper roles (see package role); "" means this one.
 	Self string
+	// QuietBelow makes each window wait (at most QuietWait) until the rest of the machine uses
+	// less than this many vCPU, measured over one second; 0 means do not wait. On a shared
+	// machine it keeps other people's builds out of the figures.
+	QuietBelow float64
+	// QuietWait bounds the wait for quiet; 0 means 2 minutes.
+	QuietWait time.Duration
 	// Quick marks the report as a smoke run.
 	Quick bool
 	// Logger receives progress; nil means discard.
@@ -85,6 +92,9 @@ func (c *Config) defaults() error {
 			return fmt.Errorf("find own executable to run the echo server: %w", err)
 		}
 		c.Self = self
+	}
+	if c.QuietWait <= 0 {
+		c.QuietWait = 2 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -232,6 +242,11 @@ func measure(ctx context.Context, cfg Config, run running, payload []byte, rate 
 		return report.Scenario{}, err
 	}
 	defer gen.Close()
+	if cfg.QuietBelow > 0 {
+		if err := waitQuiet(ctx, cfg.QuietBelow, cfg.QuietWait); err != nil {
+			cfg.Logger.Warn("machine busy, measuring anyway", "peer", name, "rate", rate, "err", err)
+		}
+	}
 	gen.Run(ctx, rate, cfg.Warmup)
 	before, err := sample(run.pair, echoPID)
 	if err != nil {
@@ -251,15 +266,67 @@ func measure(ctx context.Context, cfg Config, run running, payload []byte, rate 
 		P50: ms(res.Percentile(50)), P90: ms(res.Percentile(90)), P99: ms(res.Percentile(99)), P999: ms(res.Percentile(99.9)),
 		CPUA: (after.a.CPU - before.a.CPU).Seconds(), CPUB: (after.b.CPU - before.b.CPU).Seconds(),
 		CPUEcho: (after.echo.CPU - before.echo.CPU).Seconds(),
-		RSSA:    after.a.RSS, RSSB: after.b.RSS, HWMA: after.a.HWM, HWMB: after.b.HWM,
+		// What the rest of the machine used, in vCPU: other users of a shared machine.
+		ForeignVCPU: max(0, ((after.busy-before.busy)-(after.self.CPU-before.self.CPU)).Seconds()/res.Elapsed.Seconds()),
+		RSSA:        after.a.RSS, RSSB: after.b.RSS, HWMA: after.a.HWM, HWMB: after.b.HWM,
 	}, nil
 }
 
-type stats struct{ a, b, echo procstat.Stat }
+// waitQuiet returns once the machine, less this process tree, used under limit vCPU over one
+// second, or with an error after wait.
+func waitQuiet(ctx context.Context, limit float64, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	var last float64
+	for {
+		busy0, err := procstat.SystemBusy()
+		if err != nil {
+			return err
+		}
+		self0, err := procstat.Read(os.Getpid())
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		busy1, err := procstat.SystemBusy()
+		if err != nil {
+			return err
+		}
+		self1, err := procstat.Read(os.Getpid())
+		if err != nil {
+			return err
+		}
+		last = ((busy1 - busy0) - (self1.CPU - self0.CPU)).Seconds() / time.Since(t0).Seconds()
+		if last < limit {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("other processes still used %.2f vCPU after waiting %s for under %.2f", last, wait, limit)
+		}
+	}
+}
+
+type stats struct {
+	a, b, echo procstat.Stat
+	// self is the harness's whole process tree: load generator, echo, every pair.
+	self procstat.Stat
+	// busy is the machine's busy CPU time.
+	busy time.Duration
+}
 
 func sample(pair *peer.Pair, echoPID int) (stats, error) {
 	var s stats
 	var err error
+	if s.busy, err = procstat.SystemBusy(); err != nil {
+		return s, err
+	}
+	if s.self, err = procstat.Read(os.Getpid()); err != nil {
+		return s, fmt.Errorf("harness: %w", err)
+	}
 	if s.echo, err = procstat.Read(echoPID); err != nil {
 		return s, fmt.Errorf("echo server: %w", err)
 	}

@@ -126,3 +126,27 @@ func memOf(pid int) (rss, hwm uint64, err error) {
 	}
 	return rss, hwm, nil
 }
+
+// SystemBusy returns the CPU time all CPUs of the machine have spent busy so far (user, nice,
+// system, irq, softirq and steal from /proc/stat). Compared with a process tree's CPU over the
+// same window it shows how much of the machine something else used.
+func SystemBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("parse /proc/stat: first line %q", line)
+	}
+	var ticks uint64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system (idle iowait) irq softirq steal
+		n, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse /proc/stat field %d: %w", i, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}

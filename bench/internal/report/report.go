@@ -91,6 +91,9 @@ type Scenario struct {
 	CPUA    float64 `json:"cpu_a_seconds"`
 	CPUB    float64 `json:"cpu_b_seconds"`
 	CPUEcho float64 `json:"cpu_echo_seconds"`
+	// ForeignVCPU is the CPU used during the window by processes outside the benchmark, in
+	// vCPU (busy machine time minus the harness's process tree, per second): noise.
+	ForeignVCPU float64 `json:"foreign_vcpu"`
 	// RSS (VmRSS at the end of the window) and HWM (VmHWM, peak since start) per proxy, bytes.
 	RSSA uint64 `json:"rss_a"`
 	RSSB uint64 `json:"rss_b"`
@@ -255,6 +258,14 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString(" (quick mode: not a measurement)")
 	}
 	b.WriteString(".\n\n")
+	var foreign []float64
+	for _, s := range r.Scenarios {
+		foreign = append(foreign, s.ForeignVCPU)
+	}
+	if f := rangeOf(foreign); f.N > 0 {
+		fmt.Fprintf(&b, "CPU used outside the benchmark during the windows (other work on the machine): median %.2f vCPU (%.2f–%.2f) of %d.\n\n",
+			f.Median, f.Min, f.Max, r.Machine.Cores)
+	}
 	b.WriteString("Latency: ms added over the direct baseline of the same repetition (the direct row is absolute). " +
 		"CPU: vCPU per proxy per 1,000 rps. Memory: VmRSS per proxy, MiB. Each cell: median (min–max) across repetitions. " +
 		"×HAProxy: ratio to HAProxy in the same repetition. A ⚠ marks windows where the load fell behind its schedule (saturated: latency not valid).\n\n")
