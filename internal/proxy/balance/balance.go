@@ -163,6 +163,21 @@ func (b *P2C) Update(backends []Backend) (removed []string) {
 	return removed
 }
 
+// Endpoint returns the state of addr, creating it when addr is new. A new
+// endpoint is picked only once an Update includes it; one that no Update
+// includes is forgotten at the next Update.
+func (b *P2C) Endpoint(addr string) *Endpoint {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ep := b.states[addr]
+	if ep == nil {
+		ep = &Endpoint{cfg: &b.cfg}
+		ep.target.Store(&Target{Address: addr, Weight: 1})
+		b.states[addr] = ep
+	}
+	return ep
+}
+
 // Len returns the number of endpoints that can receive traffic.
 func (b *P2C) Len() int { return b.set.Load().size }
 

@@ -1,0 +1,112 @@
+// Command weft-proxy is Weft's sidecar proxy: it forwards the traffic of
+// one workload (inbound to the application, outbound to the services it
+// calls) as the controller configures it. See internal/proxy/sidecar.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"weft.dev/weft/internal/proxy/detect"
+	"weft.dev/weft/internal/proxy/sidecar"
+)
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "weft-proxy: %v\nRun weft-proxy --help for usage.\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "weft-proxy: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg sidecar.Config) error {
+	s, err := sidecar.New(cfg)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// parseFlags turns the command line into a Config, including a logger.
+func parseFlags(args []string, stderr io.Writer) (sidecar.Config, error) {
+	var cfg sidecar.Config
+	var inbound, outbound listFlag
+	var logLevel, logFormat string
+	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.ID, "id", "", "unique id of this proxy, e.g. web-0 (required)")
+	fs.StringVar(&cfg.Service, "service", "", "service the workload serves, e.g. web (required)")
+	fs.StringVar(&cfg.Namespace, "namespace", "default", "namespace of the workload")
+	fs.StringVar(&cfg.Version, "version", "", "version of the workload, e.g. v2")
+	fs.StringVar(&cfg.Controller, "controller", "", "controller gRPC address host:port (required)")
+	fs.StringVar(&cfg.Admin, "admin", sidecar.DefaultAdmin, "admin server address host:port (/metrics, /live, /ready, /status)")
+	fs.Var(&inbound, "inbound", "LISTEN=APP[/PROTO]: forward LISTEN to the application at APP (repeatable), e.g. 127.0.0.1:14001=127.0.0.1:14000/grpc")
+	fs.Var(&outbound, "outbound", "LISTEN=AUTHORITY[/PROTO]: forward LISTEN to a service (repeatable), e.g. 127.0.0.1:15001=api")
+	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", detect.DefaultTimeout, "how long to wait for a client's first bytes before treating it as opaque TCP")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long requests in flight may take to finish on shutdown")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (all options are flags)", fs.Arg(0))
+	}
+	for _, v := range inbound {
+		spec, err := sidecar.ParseInbound(v)
+		if err != nil {
+			return cfg, fmt.Errorf("--inbound %w", err)
+		}
+		cfg.Inbound = append(cfg.Inbound, spec)
+	}
+	for _, v := range outbound {
+		spec, err := sidecar.ParseOutbound(v)
+		if err != nil {
+			return cfg, fmt.Errorf("--outbound %w", err)
+		}
+		cfg.Outbound = append(cfg.Outbound, spec)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	default:
+		return cfg, fmt.Errorf("--log-format %q: want text or json", logFormat)
+	}
+	// Required flags and addresses are checked here so a bad command line
+	// exits 2 before anything starts.
+	if _, err := sidecar.New(cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}

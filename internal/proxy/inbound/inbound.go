@@ -1,0 +1,190 @@
+// Package inbound is the proxy's server side: a listener in front of the
+// local application. A connection from another proxy announces its
+// protocol through the transport; any other connection is classified by
+// the declared protocol of the port, else by detection. HTTP/1.1 goes
+// through the http1 server to a pool of connections to the application,
+// HTTP/2 and gRPC through h2 (h2c to the application), anything else is
+// forwarded as opaque TCP.
+//
+// Only the proxy's assembly (internal/proxy/sidecar) imports inbound. A
+// Server is safe for concurrent use; Serve is called once.
+package inbound
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/proxy/detect"
+	"weft.dev/weft/internal/proxy/h2"
+	"weft.dev/weft/internal/proxy/http1"
+	"weft.dev/weft/internal/proxy/listener"
+	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/tcp"
+	"weft.dev/weft/internal/proxy/transport"
+	"weft.dev/weft/internal/proxy/upstream"
+)
+
+// Config of a Server.
+type Config struct {
+	// App is the application's host:port; required.
+	App string
+	// Protocol the application speaks on this port; zero detects it per
+	// connection. Connections from proxies announce theirs.
+	Protocol config.Protocol
+	// Service is the workload's canonical service name, "web.default";
+	// the metrics label of inbound traffic.
+	Service string
+	// Transport recognises connections from other proxies; default the
+	// plaintext preamble.
+	Transport transport.Transport
+	// Metrics records traffic; required.
+	Metrics *metrics.Registry
+	// DetectTimeout bounds protocol detection; default 500ms.
+	DetectTimeout time.Duration
+	// DrainTimeout bounds the graceful drain; default 10s.
+	DrainTimeout time.Duration
+	// Logger; nil discards logs.
+	Logger *slog.Logger
+}
+
+// Server forwards connections to the local application.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	app     *upstream.Upstream
+	metrics *metrics.Service
+	http1   *http1.Server
+	h2      *h2.Server
+}
+
+// New returns a Server; it does no I/O.
+func New(cfg Config) *Server {
+	if cfg.Transport == nil {
+		cfg.Transport = &transport.Preamble{}
+	}
+	if cfg.DetectTimeout <= 0 {
+		cfg.DetectTimeout = detect.DefaultTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "inbound", "app", cfg.App)
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		app:     upstream.New(cfg.App, false, nil, nil),
+		metrics: cfg.Metrics.Service(metrics.Inbound, cfg.Service),
+	}
+	s.http1 = &http1.Server{Router: s, Logger: log}
+	s.h2 = h2.NewServer(h2.Config{Router: h2Router{s}, Logger: log})
+	return s
+}
+
+// Serve forwards connections accepted on ln until ctx ends, then drains.
+// It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	err := listener.Serve(ctx, ln, listener.Config{
+		DrainTimeout: s.cfg.DrainTimeout,
+		Logger:       s.log,
+		OnDrain:      func(ctx context.Context) { s.h2.Shutdown(ctx) },
+	}, s.handle)
+	s.app.Close()
+	return err
+}
+
+// Route implements http1.Router: every request goes to the application.
+func (s *Server) Route(*http1.RequestHead) (http1.Route, error) {
+	start := time.Now()
+	s.metrics.Request()
+	return http1.Route{Upstream: s.app.HTTP1, Done: func(status int, err error) {
+		s.metrics.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
+	}}, nil
+}
+
+type h2Router struct{ s *Server }
+
+// RouteHTTP2 implements h2.Router.
+func (r h2Router) RouteHTTP2(*http.Request) (h2.Target, error) {
+	s := r.s
+	start := time.Now()
+	s.metrics.Request()
+	return h2.Target{Transport: s.app.HTTP2, Addr: s.cfg.App, Done: func(res h2.Result) {
+		s.metrics.Response(res.Status, res.Failure(), time.Since(start))
+	}}, nil
+}
+
+
+// handle serves one connection.
+func (s *Server) handle(ctx context.Context, c net.Conn) {
+	deadline := time.Now().Add(s.cfg.DetectTimeout)
+	proto, pc, err := s.cfg.Transport.Accept(c, deadline)
+	if err != nil {
+		s.log.Info("refusing connection", "remote", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	switch proto {
+	case transport.HTTP1:
+		s.http1.ServeConn(ctx, pc)
+		return
+	case transport.HTTP2:
+		s.serveH2(ctx, pc)
+		return
+	case transport.TCP:
+		s.forwardTCP(ctx, pc)
+		return
+	}
+	switch s.cfg.Protocol {
+	case config.ProtocolHTTP1:
+		s.http1.ServeConn(ctx, pc)
+		return
+	case config.ProtocolHTTP2, config.ProtocolGRPC:
+		s.serveH2(ctx, pc)
+		return
+	case config.ProtocolTCP:
+		s.forwardTCP(ctx, pc)
+		return
+	}
+	res, err := detect.DetectUntil(pc, deadline)
+	if err != nil {
+		s.log.Debug("connection closed before detection", "remote", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	switch res.Protocol {
+	case detect.HTTP1:
+		s.http1.ServeConn(ctx, res.Conn)
+	case detect.HTTP2:
+		s.serveH2(ctx, res.Conn)
+	default:
+		s.forwardTCP(ctx, res.Conn)
+	}
+}
+
+func (s *Server) serveH2(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	s.h2.ServeConn(ctx, c)
+}
+
+// forwardTCP forwards an opaque connection to the application; if the
+// application refuses, the connection is closed.
+func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	s.metrics.TCPOpen()
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	up, err := s.app.Dial(dctx, transport.TCP)
+	cancel()
+	if err != nil {
+		s.log.Info("closing opaque connection: application unreachable", "remote", c.RemoteAddr().String(), "err", err)
+		s.metrics.TCPClose(0, 0)
+		return
+	}
+	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
+	s.metrics.TCPClose(from, to)
+	s.log.Debug("opaque connection closed", "bytes_in", from, "bytes_out", to, "err", ferr)
+}

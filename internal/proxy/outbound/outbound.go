@@ -1,0 +1,448 @@
+// Package outbound is the proxy's client side for one destination: a
+// listener the workload connects to (in local mode one local port per
+// service it calls), whose connections are classified (declared protocol,
+// else detection) and forwarded to the destination's endpoints: HTTP/1.1
+// through the http1 server, HTTP/2 and gRPC through h2, both balanced per
+// request; TLS from the application and opaque TCP forwarded per
+// connection, balanced per connection.
+//
+// The destination's endpoints come from discovery and are applied as they
+// change; an endpoint that leaves stops receiving requests at once and its
+// pooled connections are closed.
+//
+// Only the proxy's assembly (internal/proxy/sidecar) imports outbound. A
+// Server is safe for concurrent use; Serve is called once.
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	meshv1 "weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/proxy/balance"
+	"weft.dev/weft/internal/proxy/detect"
+	"weft.dev/weft/internal/proxy/discovery"
+	"weft.dev/weft/internal/proxy/h2"
+	"weft.dev/weft/internal/proxy/http1"
+	"weft.dev/weft/internal/proxy/listener"
+	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/proxyerr"
+	"weft.dev/weft/internal/proxy/tcp"
+	"weft.dev/weft/internal/proxy/transport"
+	"weft.dev/weft/internal/proxy/upstream"
+)
+
+// Config of a Server.
+type Config struct {
+	// Authority names the destination as the workload does: "api",
+	// "api.demo", "api.demo.svc.cluster.local:8080". Required.
+	Authority string
+	// Namespace of the workload, to resolve a bare name; default "default".
+	Namespace string
+	// Protocol forces how connections are handled; zero uses the
+	// destination's declared protocol, else detection.
+	Protocol config.Protocol
+	// Discovery supplies the destination's snapshots; required.
+	Discovery *discovery.Client
+	// Transport dials meshed endpoints; default the plaintext preamble.
+	Transport transport.Transport
+	// Metrics records traffic; required.
+	Metrics *metrics.Registry
+	// DetectTimeout bounds protocol detection; default 500ms.
+	DetectTimeout time.Duration
+	// DrainTimeout bounds the graceful drain; default 10s.
+	DrainTimeout time.Duration
+	// ConfigWait is how long a request waits for the destination's first
+	// snapshot before failing; default 5s.
+	ConfigWait time.Duration
+	// Balance tunes the balancer; zero values take its defaults.
+	Balance balance.Config
+	// Logger; nil discards logs.
+	Logger *slog.Logger
+}
+
+// Server forwards the workload's connections to one destination.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	bal   *balance.P2C
+	http1 *http1.Server
+	h2    *h2.Server
+	watch *discovery.Watch[meshv1.DestinationSnapshot]
+
+	state atomic.Pointer[state] // nil until the first snapshot is applied
+	ready chan struct{}         // closed when state is first set
+
+	// mu guards applying snapshots (apply runs on one goroutine, but
+	// Close may race with it).
+	mu sync.Mutex
+}
+
+// state is one applied snapshot: immutable.
+type state struct {
+	snap      *meshv1.DestinationSnapshot
+	service   string // canonical name, for metrics and errors
+	metrics   *metrics.Service
+	protocol  config.Protocol
+	upstreams map[string]*upstream.Upstream // by address
+}
+
+// New returns a Server; it does no I/O.
+func New(cfg Config) *Server {
+	if cfg.Namespace == "" {
+		cfg.Namespace = config.DefaultNamespace
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = &transport.Preamble{}
+	}
+	if cfg.ConfigWait <= 0 {
+		cfg.ConfigWait = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "outbound", "authority", cfg.Authority)
+	s := &Server{cfg: cfg, log: log, bal: balance.New(cfg.Balance), ready: make(chan struct{})}
+	s.http1 = &http1.Server{Router: s, Logger: log}
+	s.h2 = h2.NewServer(h2.Config{Router: h2Router{s}, Logger: log})
+	return s
+}
+
+// Service returns the canonical name the authority resolves to.
+func (s *Server) Service() string {
+	if st := s.state.Load(); st != nil {
+		return st.service
+	}
+	return string(config.ParseAuthority(s.cfg.Authority, s.cfg.Namespace))
+}
+
+// Serve forwards connections accepted on ln until ctx ends, then drains.
+// It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.watch = s.cfg.Discovery.Destination(s.cfg.Authority)
+	var wg sync.WaitGroup
+	applyCtx, stopApply := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.applyLoop(applyCtx)
+	}()
+	err := listener.Serve(ctx, ln, listener.Config{
+		DrainTimeout: s.cfg.DrainTimeout,
+		Logger:       s.log,
+		OnDrain:      func(ctx context.Context) { s.h2.Shutdown(ctx) },
+	}, s.handle)
+	stopApply()
+	wg.Wait()
+	if st := s.state.Load(); st != nil {
+		for _, u := range st.upstreams {
+			u.Close()
+		}
+	}
+	return err
+}
+
+// applyLoop applies every snapshot of the destination as it arrives.
+func (s *Server) applyLoop(ctx context.Context) {
+	for {
+		ch := s.watch.Changed()
+		if snap := s.watch.Load(); snap != nil && (s.state.Load() == nil || s.state.Load().snap != snap) {
+			s.apply(snap)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+// apply installs snap: new endpoints get upstreams before the balancer can
+// pick them; endpoints that left are never picked again, then closed.
+func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.state.Load()
+	service := snap.GetService()
+	if service == "" {
+		service = string(config.ParseAuthority(s.cfg.Authority, s.cfg.Namespace))
+	}
+	next := &state{
+		snap:      snap,
+		service:   service,
+		metrics:   s.cfg.Metrics.Service(metrics.Outbound, service),
+		protocol:  protocolOf(snap.GetProtocol()),
+		upstreams: map[string]*upstream.Upstream{},
+	}
+	var backends []balance.Backend
+	if snap.GetExists() {
+		for _, b := range snap.GetBackends() {
+			bb := balance.Backend{Service: b.GetService(), Weight: b.GetWeight()}
+			for _, e := range b.GetEndpoints() {
+				bb.Targets = append(bb.Targets, balance.Target{
+					Address: e.GetAddress(), Weight: e.GetWeight(), Meshed: e.GetMeshed(), Identity: e.GetIdentity(),
+				})
+			}
+			backends = append(backends, bb)
+		}
+	}
+	// Keep upstreams whose address and meshing stay; make the others.
+	for _, be := range backends {
+		for _, t := range be.Targets {
+			if _, ok := next.upstreams[t.Address]; ok || t.Address == "" {
+				continue
+			}
+			if old != nil {
+				if u, ok := old.upstreams[t.Address]; ok && u.Meshed() == t.Meshed {
+					next.upstreams[t.Address] = u
+					continue
+				}
+			}
+			next.upstreams[t.Address] = upstream.New(t.Address, t.Meshed, s.cfg.Transport, s.bal.Endpoint(t.Address))
+		}
+	}
+	var stale []*upstream.Upstream
+	if old != nil {
+		for addr, u := range old.upstreams {
+			if next.upstreams[addr] != u {
+				stale = append(stale, u)
+			}
+		}
+	}
+	// Order matters for requests racing with the update: first publish
+	// old and new upstreams together, then switch the balancer, then drop
+	// the upstreams it can no longer pick.
+	if old != nil && len(stale) > 0 {
+		union := *next
+		union.upstreams = make(map[string]*upstream.Upstream, len(next.upstreams)+len(stale))
+		for a, u := range old.upstreams {
+			union.upstreams[a] = u
+		}
+		for a, u := range next.upstreams {
+			union.upstreams[a] = u
+		}
+		s.state.Store(&union)
+	} else {
+		s.state.Store(next)
+	}
+	s.bal.Update(backends)
+	s.state.Store(next)
+	if old == nil {
+		close(s.ready)
+	}
+	for _, u := range stale {
+		u.Close()
+	}
+	s.log.Info("destination updated", "service", service, "version", snap.GetVersion(),
+		"exists", snap.GetExists(), "endpoints", s.bal.Len(), "removed", len(stale))
+}
+
+func protocolOf(p meshv1.Protocol) config.Protocol {
+	switch p {
+	case meshv1.Protocol_HTTP1:
+		return config.ProtocolHTTP1
+	case meshv1.Protocol_HTTP2:
+		return config.ProtocolHTTP2
+	case meshv1.Protocol_GRPC:
+		return config.ProtocolGRPC
+	case meshv1.Protocol_TCP:
+		return config.ProtocolTCP
+	}
+	return config.ProtocolDetect
+}
+
+// current returns the applied state, waiting for the first snapshot up to
+// ConfigWait; nil if none came.
+func (s *Server) current(ctx context.Context) *state {
+	if st := s.state.Load(); st != nil {
+		return st
+	}
+	t := time.NewTimer(s.cfg.ConfigWait)
+	defer t.Stop()
+	select {
+	case <-s.ready:
+		return s.state.Load()
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// pick chooses an endpoint of st, or fails with the proxy's answer. The
+// caller has counted the request.
+func (s *Server) pick(ctx context.Context) (*state, *upstream.Upstream, error) {
+	st := s.current(ctx)
+	if st == nil {
+		service := s.Service()
+		s.cfg.Metrics.Service(metrics.Outbound, service).Request()
+		return nil, nil, proxyerr.New(http.StatusServiceUnavailable,
+			"no configuration for %s from the controller yet (is weft-controller reachable?)", service)
+	}
+	st.metrics.Request()
+	if !st.snap.GetExists() {
+		return st, nil, proxyerr.New(http.StatusServiceUnavailable, "unknown service %s", st.service)
+	}
+	// A pick that raced with an update may name an endpoint whose
+	// upstream the state it read does not hold yet: pick again.
+	for range 3 {
+		ep, err := s.bal.Pick()
+		if errors.Is(err, balance.ErrNoEndpoints) {
+			break
+		}
+		if u := s.state.Load().upstreams[ep.Address()]; u != nil {
+			return st, u, nil
+		}
+	}
+	return st, nil, proxyerr.New(http.StatusServiceUnavailable, "no endpoints for %s", st.service)
+}
+
+// Route implements http1.Router.
+func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
+	start := time.Now()
+	st, u, err := s.pick(context.Background())
+	if err != nil {
+		s.countRefused(st, err, start)
+		return http1.Route{}, err
+	}
+	ep := u.Endpoint()
+	epStart := ep.Start()
+	return http1.Route{Upstream: u.HTTP1, Done: func(status int, err error) {
+		finish(ep, epStart, err)
+		st.metrics.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
+	}}, nil
+}
+
+// h2Router adapts Server to h2.Router.
+type h2Router struct{ s *Server }
+
+// RouteHTTP2 implements h2.Router.
+func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
+	s := r.s
+	start := time.Now()
+	st, u, err := s.pick(req.Context())
+	if err != nil {
+		s.countRefused(st, err, start)
+		return h2.Target{}, err
+	}
+	ep := u.Endpoint()
+	epStart := ep.Start()
+	return h2.Target{Transport: u.HTTP2, Addr: u.Addr(), Done: func(res h2.Result) {
+		finish(ep, epStart, res.Err)
+		st.metrics.Response(res.Status, res.Failure(), time.Since(start))
+	}}, nil
+}
+
+// countRefused records a request the proxy answered itself before
+// choosing an endpoint.
+func (s *Server) countRefused(st *state, err error, start time.Time) {
+	m := s.cfg.Metrics.Service(metrics.Outbound, s.Service())
+	if st != nil {
+		m = st.metrics
+	}
+	m.Response(proxyerr.From(err).Status, true, time.Since(start))
+}
+
+// finish ends a balanced exchange: a latency sample, unless the request
+// failed before the endpoint answered (a refused connect is no latency;
+// failure accrual has counted it), except timeouts, which are slow.
+func finish(ep *balance.Endpoint, start time.Time, err error) {
+	var pe *proxyerr.Error
+	if err != nil && errors.As(err, &pe) && pe.Status != http.StatusGatewayTimeout {
+		ep.Abandon()
+		return
+	}
+	ep.Finish(start)
+}
+
+// handle serves one connection of the workload.
+func (s *Server) handle(ctx context.Context, c net.Conn) {
+	proto := s.cfg.Protocol
+	if proto == config.ProtocolDetect {
+		if st := s.state.Load(); st != nil {
+			proto = st.protocol
+		}
+	}
+	var pc net.Conn = c
+	switch proto {
+	case config.ProtocolHTTP1:
+		s.http1.ServeConn(ctx, c)
+		return
+	case config.ProtocolHTTP2, config.ProtocolGRPC:
+		s.serveH2(ctx, c)
+		return
+	case config.ProtocolTCP:
+	default:
+		res, err := detect.Detect(ctx, c, s.cfg.DetectTimeout)
+		if err != nil {
+			s.log.Debug("connection closed before detection", "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+		pc = res.Conn
+		switch res.Protocol {
+		case detect.HTTP1:
+			s.http1.ServeConn(ctx, pc)
+			return
+		case detect.HTTP2:
+			s.serveH2(ctx, pc)
+			return
+		}
+	}
+	s.forwardTCP(ctx, pc)
+}
+
+func (s *Server) serveH2(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	s.h2.ServeConn(ctx, c)
+}
+
+// forwardTCP forwards an opaque connection (or TLS from the workload) to
+// one endpoint, trying up to three when connects fail. With no endpoint
+// the connection is closed: opaque protocols have no way to say why.
+func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	start := time.Now()
+	var up net.Conn
+	var st *state
+	var ep *balance.Endpoint
+	var err error
+	for range 3 {
+		var u *upstream.Upstream
+		st, u, err = s.pick(ctx)
+		if err != nil {
+			break
+		}
+		ep = u.Endpoint()
+		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		up, err = u.Dial(dctx, transport.TCP)
+		cancel()
+		if err == nil {
+			break
+		}
+		err = fmt.Errorf("connect to %s: %w", u.Addr(), err)
+	}
+	if err != nil {
+		s.log.Info("closing opaque connection", "remote", c.RemoteAddr().String(), "reason", err)
+		if st != nil {
+			st.metrics.TCPOpen()
+			st.metrics.TCPClose(0, 0)
+		}
+		return
+	}
+	st.metrics.TCPOpen()
+	epStart := ep.Start()
+	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
+	ep.Finish(epStart)
+	st.metrics.TCPClose(from, to)
+	s.log.Debug("opaque connection closed", "upstream", up.RemoteAddr().String(),
+		"bytes_up", from, "bytes_down", to, "duration", time.Since(start), "err", ferr)
+}

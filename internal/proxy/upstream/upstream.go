@@ -1,0 +1,84 @@
+// Package upstream holds what the proxy keeps per endpoint it forwards to:
+// an HTTP/1.1 connection pool, an HTTP/2 transport, and the dialing of
+// opaque TCP connections, each opened through the proxy-to-proxy transport
+// for a meshed endpoint and plainly otherwise. Every connect attempt is
+// reported to the endpoint's balancing state (failure accrual).
+//
+// The proxy's inbound and outbound servers import upstream. An Upstream is
+// safe for concurrent use.
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+
+	"weft.dev/weft/internal/proxy/balance"
+	"weft.dev/weft/internal/proxy/h2"
+	"weft.dev/weft/internal/proxy/http1"
+	"weft.dev/weft/internal/proxy/transport"
+)
+
+// Upstream is one endpoint's connections.
+type Upstream struct {
+	addr      string
+	meshed    bool
+	transport transport.Transport
+	ep        *balance.Endpoint // nil when not balanced (the local app)
+
+	// HTTP1 is the endpoint's HTTP/1.1 pool.
+	HTTP1 *http1.Pool
+	// HTTP2 is the endpoint's HTTP/2 transport (prior knowledge).
+	HTTP2 *http.Transport
+}
+
+// New returns the Upstream of addr; it does no I/O. meshed endpoints are
+// dialed through tr. ep, if not nil, receives connect outcomes.
+func New(addr string, meshed bool, tr transport.Transport, ep *balance.Endpoint) *Upstream {
+	u := &Upstream{addr: addr, meshed: meshed, transport: tr, ep: ep}
+	u.HTTP1 = http1.NewPool(http1.PoolConfig{
+		Addr: addr,
+		Dial: func(ctx context.Context) (net.Conn, error) { return u.Dial(ctx, transport.HTTP1) },
+	})
+	u.HTTP2 = h2.NewTransport(addr, func(ctx context.Context) (net.Conn, error) { return u.Dial(ctx, transport.HTTP2) })
+	return u
+}
+
+// Addr returns the endpoint's address.
+func (u *Upstream) Addr() string { return u.addr }
+
+// Meshed reports whether the endpoint is reached through the transport.
+func (u *Upstream) Meshed() bool { return u.meshed }
+
+// Endpoint returns the balancing state, nil for an unbalanced upstream.
+func (u *Upstream) Endpoint() *balance.Endpoint { return u.ep }
+
+// Dial opens a connection that carries proto.
+func (u *Upstream) Dial(ctx context.Context, proto transport.Proto) (net.Conn, error) {
+	var c net.Conn
+	var err error
+	if u.meshed {
+		c, err = u.transport.Dial(ctx, u.addr, proto)
+	} else {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", u.addr)
+	}
+	if u.ep != nil {
+		if err != nil {
+			u.ep.ConnectFailed()
+		} else {
+			u.ep.ConnectSucceeded()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", u.addr, err)
+	}
+	return c, nil
+}
+
+// Close closes idle connections; exchanges in flight finish.
+func (u *Upstream) Close() {
+	u.HTTP1.Close()
+	u.HTTP2.CloseIdleConnections()
+}
