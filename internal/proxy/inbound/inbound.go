@@ -118,7 +118,6 @@ func (r h2Router) RouteHTTP2(*http.Request) (h2.Target, error) {
 	}}, nil
 }
 
-
 // handle serves one connection.
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	deadline := time.Now().Add(s.cfg.DetectTimeout)
