@@ -84,9 +84,14 @@ func (ca *CA) TrustDomain() string { return ca.td }
 func (ca *CA) Bundle() *mtls.Bundle { return ca.bundle }
 
 // Rotate makes issuer sign from now on and its anchors the trust bundle.
-// To rotate without dropping connections, first rotate to an issuer whose
-// anchors hold both the old and the new anchor, let every proxy renew, then
-// drop the old anchor.
+// Proxies learn the bundle when they renew. To rotate without dropping a
+// connection, rotate in three steps, each after every proxy has renewed:
+//  1. the old issuer with the old and the new anchor (proxies learn the new
+//     anchor before anything is signed by it);
+//  2. the new issuer with both anchors;
+//  3. the new issuer with the new anchor only.
+//
+// Replacing only the issuer under the same anchor needs step 2 alone.
 func (ca *CA) Rotate(issuer *Issuer) error {
 	if issuer == nil {
 		return errors.New("identity: rotate: no issuer")
