@@ -73,9 +73,9 @@ func (s *stats) start() {
 	s.mu.Unlock()
 }
 
-func (s *stats) skip() {
+func (s *stats) skipN(n int) {
 	s.mu.Lock()
-	s.skipped++
+	s.skipped += n
 	s.mu.Unlock()
 }
 
@@ -202,7 +202,7 @@ func (g *generator) Run(ctx context.Context) {
 		defer t.Stop()
 		stop = t.C
 	}
-	tick := time.NewTicker(max(time.Duration(float64(time.Second)/g.cfg.rps), time.Microsecond))
+	tick := time.NewTicker(max(time.Duration(float64(time.Second)/g.cfg.rps), time.Millisecond))
 	defer tick.Stop()
 	report := time.NewTicker(g.cfg.report)
 	defer report.Stop()
@@ -210,26 +210,43 @@ func (g *generator) Run(ctx context.Context) {
 
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, g.cfg.concurrency) // one slot per request in flight
-	var sent uint64
-	fire := func() {
-		select {
-		case sem <- struct{}{}:
-		default:
-			g.window.skip()
-			return
+	// slots counts the requests due so far, sent or skipped; sent counts
+	// those sent. The schedule is absolute: a late tick (a busy machine)
+	// sends what is due rather than lowering the rate, but never more than
+	// a second's worth at once.
+	var slots, sent uint64
+	limit := uint64(g.cfg.count)
+	burst := uint64(max(1, g.cfg.rps))
+	fire := func(now time.Time) {
+		elapsed := now.Sub(began)
+		if g.cfg.duration > 0 {
+			elapsed = min(elapsed, g.cfg.duration)
 		}
-		r, n := g.mix[sent%uint64(len(g.mix))], sent
-		sent++
-		g.window.start()
-		wg.Go(func() {
-			defer func() { <-sem }()
-			g.send(ctx, r, n)
-		})
+		due := 1 + uint64(elapsed.Seconds()*g.cfg.rps)
+		if due > slots+burst {
+			g.window.skipN(int(due - slots - burst))
+			slots = due - burst
+		}
+		for ; slots < due && (limit == 0 || sent < limit); slots++ {
+			select {
+			case sem <- struct{}{}:
+			default:
+				g.window.skipN(1)
+				continue
+			}
+			r, n := g.mix[sent%uint64(len(g.mix))], sent
+			sent++
+			g.window.start()
+			wg.Go(func() {
+				defer func() { <-sem }()
+				g.send(ctx, r, n)
+			})
+		}
 	}
-	// The first request goes out at once, then one per tick.
-	fire()
+	// The first request goes out at once, then what is due at each tick.
+	fire(began)
 loop:
-	for g.cfg.count == 0 || sent < uint64(g.cfg.count) {
+	for limit == 0 || sent < limit {
 		select {
 		case <-ctx.Done():
 			break loop
@@ -238,8 +255,8 @@ loop:
 		case now := <-report.C:
 			g.summary(now.Sub(lastReport))
 			lastReport = now
-		case <-tick.C:
-			fire()
+		case now := <-tick.C:
+			fire(now)
 		}
 	}
 	wg.Wait()

@@ -68,6 +68,7 @@ func HTTP(ctx context.Context, log *slog.Logger, srv *http.Server, ln net.Listen
 	if err != nil {
 		return fmt.Errorf("shut down HTTP server: %w", err)
 	}
+	log.Info("stopped")
 	return nil
 }
 
@@ -100,5 +101,6 @@ func GRPC(ctx context.Context, log *slog.Logger, srv *grpc.Server, ln net.Listen
 	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve gRPC on %s: %w", ln.Addr(), err)
 	}
+	log.Info("stopped")
 	return nil
 }
