@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -108,28 +107,11 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 		wg.Wait()
 	}()
 
+	b.Run("direct-baseline", func(b *testing.B) {
+		benchSequential(b, addr, request)
+	})
 	b.Run("sequential", func(b *testing.B) {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		br := bufio.NewReader(c)
-		exchange := func() {
-			if _, err := c.Write(request); err != nil {
-				b.Fatal(err)
-			}
-			if n, err := readMessage(br); err != nil || n != 1024 {
-				b.Fatalf("response: %d bytes, %v", n, err)
-			}
-		}
-		exchange() // warm the upstream connection
-		b.ReportAllocs()
-		b.SetBytes(2048)
-		b.ResetTimer()
-		for b.Loop() {
-			exchange()
-		}
+		benchSequential(b, ln.Addr().String(), request)
 	})
 	b.Run("parallel", func(b *testing.B) {
 		b.ReportAllocs()
@@ -154,5 +136,30 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 			}
 		})
 	})
-	_ = io.EOF
+}
+
+// benchSequential runs request/response exchanges on one connection to
+// addr.
+func benchSequential(b *testing.B, addr string, request []byte) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	exchange := func() {
+		if _, err := c.Write(request); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := readMessage(br); err != nil || n != 1024 {
+			b.Fatalf("response: %d bytes, %v", n, err)
+		}
+	}
+	exchange() // warm the upstream connection
+	b.ReportAllocs()
+	b.SetBytes(2048)
+	b.ResetTimer()
+	for b.Loop() {
+		exchange()
+	}
 }
