@@ -185,7 +185,7 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 	grpcAddr := ctl.GRPCAddr()
 	startProxy := func(name string, args []string) func() (*Proc, error) {
 		return func() (*Proc, error) {
-			return StartProc(name, env.Dir, bin, append([]string{"--controller", grpcAddr}, args...), []string{"GOMAXPROCS=1"})
+			return StartProc(name, env.Dir, bin, append([]string{"--controller", grpcAddr, "--log-level", "error"}, args...), []string{"GOMAXPROCS=1"})
 		}
 	}
 	pair, err := startPair(ctx, "http://"+portA+"/", portB,

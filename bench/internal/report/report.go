@@ -204,7 +204,8 @@ func (r *Report) Summarise() {
 						cpuRef = append(cpuRef, c/rc)
 					}
 					if base != nil && ref.P99-base.P99 > 0 {
-						p99Ref = append(p99Ref, (s.P99-base.P99)/(ref.P99-base.P99))
+						// An added p99 below zero (faster than direct: noise) counts as zero.
+						p99Ref = append(p99Ref, max(0, s.P99-base.P99)/(ref.P99-base.P99))
 					}
 				}
 			}
