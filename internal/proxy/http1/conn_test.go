@@ -442,3 +442,51 @@ func TestGracefulDrain(t *testing.T) {
 		t.Errorf("busy connection after its response: got %v, want EOF", err)
 	}
 }
+
+func TestResponseTimeout(t *testing.T) {
+	release := make(chan struct{})
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer close(release)
+	p := startProxy(t, up.Listener.Addr().String(), nil)
+	p.router.setTimeout(100 * time.Millisecond)
+	c := dialRaw(t, p.addr)
+	c.send(t, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp := c.response(t, "GET")
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status: got %d, want 504", resp.StatusCode)
+	}
+	if got, want := resp.Header.Get("Weft-Proxy-Error"), "did not respond within 100ms"; !strings.Contains(got, want) {
+		t.Errorf("Weft-Proxy-Error: got %q, want it to contain %q", got, want)
+	}
+}
+
+func TestEarlyResponse(t *testing.T) {
+	// The upstream refuses a large body before reading it.
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}))
+	p := startProxy(t, up.Listener.Addr().String(), nil)
+	c := dialRaw(t, p.addr)
+	body := testPayload(10 << 20)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		errc <- err
+	}()
+	resp := c.response(t, "POST")
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(got), "too large") {
+		t.Errorf("got %d %q, want the upstream's 413", resp.StatusCode, got)
+	}
+	if !resp.Close {
+		t.Errorf("the unread body leaves the connection unusable; want Connection: close")
+	}
+	_ = c.Close()
+	<-errc
+}

@@ -28,6 +28,10 @@ type Route struct {
 	// status is the response status sent to the client (0 if none was
 	// sent), err the failure if any. It feeds balancing and metrics.
 	Done func(status int, err error)
+	// Timeout, if not 0, bounds the wait for the response head once the
+	// request has been sent; when it passes the client gets a 504 and
+	// the upstream connection is closed. 0 means no limit.
+	Timeout time.Duration
 }
 
 // Dialer opens a new connection to an upstream endpoint. For a meshed

@@ -21,10 +21,11 @@ const continueWait = time.Second
 // byte, for a request that is safe to send again.
 var errRetry = errors.New("stale pooled connection")
 
-// forward relays req to an upstream connection from pool and the response
-// back. It returns the status sent to the client (0 if none), whether the
-// client connection stays open, and the failure if any.
-func (cc *clientConn) forward(req *RequestHead, pool *Pool) (int, bool, error) {
+// forward relays req to an upstream connection from the route's pool and
+// the response back. It returns the status sent to the client (0 if none),
+// whether the client connection stays open, and the failure if any.
+func (cc *clientConn) forward(req *RequestHead, route *Route) (int, bool, error) {
+	pool := route.Upstream
 	if pool == nil {
 		return cc.answerErr(req, proxyerr.New(http.StatusBadGateway, "no upstream chosen for %s", req.Host()), false)
 	}
@@ -32,7 +33,7 @@ func (cc *clientConn) forward(req *RequestHead, pool *Pool) (int, bool, error) {
 	if err != nil {
 		return cc.answerErr(req, err, false)
 	}
-	status, keep, err := cc.exchange(req, uc, true)
+	status, keep, err := cc.exchange(req, uc, route.Timeout, true)
 	if err != errRetry {
 		return status, keep, err
 	}
@@ -43,7 +44,7 @@ func (cc *clientConn) forward(req *RequestHead, pool *Pool) (int, bool, error) {
 	if uc, err = pool.dial(cc.dialCtx); err != nil {
 		return cc.answerErr(req, err, false)
 	}
-	return cc.exchange(req, uc, false)
+	return cc.exchange(req, uc, route.Timeout, false)
 }
 
 // idempotent methods may be sent again when unsure whether they were
@@ -56,15 +57,21 @@ func idempotent(method string) bool {
 	return false
 }
 
+// earlyResponseWait is how long the proxy looks for a response after the
+// upstream stopped accepting the request body: a server that refuses a
+// body (413, 401) often answers and closes before reading it.
+const earlyResponseWait = 100 * time.Millisecond
+
 // exchange runs one request/response on uc, which it closes or returns to
-// its pool. mayRetry allows returning errRetry.
-func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, mayRetry bool) (int, bool, error) {
+// its pool. timeout bounds the wait for the response head (0: none).
+// mayRetry allows returning errRetry.
+func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, timeout time.Duration, mayRetry bool) (int, bool, error) {
 	pool := uc.pool
 	retryable := mayRetry && uc.reused && req.body == bodyNone && req.upgrade == "" && req.method != "CONNECT"
 	cc.writeRequestHead(uc.bw, req)
 
 	bodySent := req.body == bodyNone
-	var interim bool // a final response arrived before the body was sent
+	var early bool // a final response arrived before the body was sent
 	if !bodySent && req.expectContinue {
 		if err := uc.bw.Flush(); err != nil {
 			uc.close()
@@ -76,41 +83,50 @@ func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, mayRetry bool
 		if err == nil {
 			// The upstream answered before the body: relay interim
 			// responses until 100 Continue or a final answer.
-			final, err := cc.readResponse(req, uc, true)
+			final, err := cc.readResponse(req, uc, true, 0)
 			if err != nil {
 				uc.close()
 				return cc.answerErr(req, err, false)
 			}
-			interim = final
+			early = final
 		} else if !isTimeout(err) {
 			uc.close()
 			return cc.answerErr(req, upstreamBroke(pool, "before responding", err), false)
 		}
 	}
-	if !bodySent && !interim {
+	if !bodySent && !early {
 		_, err := cc.cp.copyBody(uc.bw, cc.br, req.body, req.contentLength, req.body == bodyChunked, cc.maxHead)
-		if err != nil {
+		switch he, isHead := errIsHead(err); {
+		case err == nil:
+			bodySent = true
+		case isHead:
 			uc.close()
-			if he, ok := errIsHead(err); ok {
-				return cc.answerErr(req, proxyerr.New(http.StatusBadRequest, "invalid request: %s", he.msg), false)
+			return cc.answerErr(req, proxyerr.New(http.StatusBadRequest, "invalid request: %s", he.msg), false)
+		case isReadErr(err):
+			// The client went away or stalled mid-body.
+			uc.close()
+			return 0, false, err
+		default:
+			// The upstream stopped reading the body; it may have
+			// answered already.
+			_ = uc.conn.SetReadDeadline(time.Now().Add(earlyResponseWait))
+			if final, rerr := cc.readResponse(req, uc, false, 0); rerr == nil && final {
+				_ = uc.conn.SetReadDeadline(time.Time{})
+				return cc.relayResponse(req, uc, false)
 			}
-			if isReadErr(err) {
-				// The client went away or stalled mid-body.
-				return 0, false, err
-			}
+			uc.close()
 			return cc.answerErr(req, upstreamBroke(pool, "while receiving the request body", err), false)
 		}
-		bodySent = true
 	}
 	if err := uc.bw.Flush(); err != nil {
 		uc.close()
-		if retryable && !interim {
+		if retryable {
 			return 0, false, errRetry
 		}
 		return cc.answerErr(req, upstreamBroke(pool, "while receiving the request", err), bodySent)
 	}
-	if !interim {
-		if _, err := cc.readResponse(req, uc, false); err != nil {
+	if !early {
+		if _, err := cc.readResponse(req, uc, false, timeout); err != nil {
 			uc.close()
 			var ie *ioError
 			if retryable && errors.As(err, &ie) && ie.read && (idempotent(req.method) || errors.Is(ie.err, io.EOF)) {
@@ -139,17 +155,24 @@ func upstreamBroke(p *Pool, when string, err error) error {
 // readResponse reads response heads from uc into cc.resp, relaying interim
 // 1xx responses to the client, until a final response (or, if
 // untilContinue, a 100 Continue). It reports whether a final response was
-// read. A read error that happened before any response byte is returned as
-// an *ioError so the caller may retry; others are *proxyerr.Error 502.
-func (cc *clientConn) readResponse(req *RequestHead, uc *upstreamConn, untilContinue bool) (bool, error) {
-	for {
+// read. A failure before any response byte is returned as a read *ioError
+// (so the caller may retry); others are *proxyerr.Error 502, or 504 when
+// timeout (if not 0) passed before the final head arrived.
+func (cc *clientConn) readResponse(req *RequestHead, uc *upstreamConn, untilContinue bool, timeout time.Duration) (bool, error) {
+	if timeout > 0 {
+		_ = uc.conn.SetReadDeadline(time.Now().Add(timeout))
+		defer func() { _ = uc.conn.SetReadDeadline(time.Time{}) }()
+	}
+	for first := true; ; first = false {
 		head, err := readHead(uc.br, cc.respBuf[:0], DefaultMaxHeaderBytes, false)
 		cc.respBuf = head[:0]
 		if err != nil {
-			if err == errHeadTooLarge {
+			switch {
+			case err == errHeadTooLarge:
 				return false, proxyerr.New(http.StatusBadGateway, "upstream %s sent a response head larger than 64 KiB", uc.pool.Addr())
-			}
-			if len(head) == 0 {
+			case timeout > 0 && isTimeout(err):
+				return false, proxyerr.Wrap(http.StatusGatewayTimeout, err, "upstream %s did not respond within %s", uc.pool.Addr(), timeout)
+			case len(head) == 0 && first:
 				return false, &ioError{read: true, err: upstreamBroke(uc.pool, "before responding", err)}
 			}
 			return false, upstreamBroke(uc.pool, "in the middle of the response head", err)
@@ -241,6 +264,11 @@ func (cc *clientConn) relayResponse(req *RequestHead, uc *upstreamConn, bodySent
 	}
 	if err := cc.bw.Flush(); err != nil {
 		keepClient = false
+	}
+	if !bodySent {
+		// Answered before the client sent its body: let the client read
+		// the answer before the close resets the connection.
+		cc.lingerClose()
 	}
 	if reuse {
 		uc.pool.put(uc)

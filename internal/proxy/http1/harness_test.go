@@ -27,7 +27,8 @@ type testRouter struct {
 	pool *Pool
 
 	mu    sync.Mutex
-	err   error      // guarded by mu: the error Route returns
+	err     error         // guarded by mu: the error Route returns
+	timeout time.Duration // guarded by mu: Route.Timeout
 	done  []doneCall // guarded by mu
 	seen  []string   // guarded by mu: "METHOD host path"
 	calls atomic.Int32
@@ -41,12 +42,12 @@ type doneCall struct {
 func (r *testRouter) Route(req *RequestHead) (Route, error) {
 	r.mu.Lock()
 	r.seen = append(r.seen, req.Method()+" "+req.Host()+" "+req.Path())
-	err := r.err
+	err, timeout := r.err, r.timeout
 	r.mu.Unlock()
 	if err != nil {
 		return Route{}, err
 	}
-	return Route{Upstream: r.pool, Done: func(status int, err error) {
+	return Route{Upstream: r.pool, Timeout: timeout, Done: func(status int, err error) {
 		r.calls.Add(1)
 		r.mu.Lock()
 		r.done = append(r.done, doneCall{status, err})
@@ -58,6 +59,12 @@ func (r *testRouter) setErr(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.err = err
+}
+
+func (r *testRouter) setTimeout(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timeout = d
 }
 
 func (r *testRouter) doneCalls() []doneCall {

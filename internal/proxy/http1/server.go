@@ -192,7 +192,7 @@ func (cc *clientConn) serveOne() bool {
 		}
 		return keep
 	}
-	status, keep, err := cc.forward(req, route.Upstream)
+	status, keep, err := cc.forward(req, &route)
 	if route.Done != nil {
 		route.Done(status, err)
 	}
