@@ -125,6 +125,16 @@ func (s *Server) Service() string {
 	return string(config.ParseAuthority(s.cfg.Authority, s.cfg.Namespace))
 }
 
+// Status returns the destination's canonical name and the version and
+// number of endpoints of the snapshot in force (0, 0 before the first).
+func (s *Server) Status() (service string, version uint64, endpoints int) {
+	st := s.state.Load()
+	if st == nil {
+		return s.Service(), 0, 0
+	}
+	return st.service, st.snap.GetVersion(), s.bal.Len()
+}
+
 // Serve forwards connections accepted on ln until ctx ends, then drains.
 // It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {

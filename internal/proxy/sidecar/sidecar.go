@@ -43,11 +43,12 @@ type Sidecar struct {
 	draining atomic.Bool
 	disc     atomic.Pointer[discovery.Client]
 
-	// mu guards the bound addresses below.
+	// mu guards the bound addresses and the outbound servers below.
 	mu            sync.Mutex
 	adminAddr     string
 	inboundAddrs  []string
 	outboundAddrs []string
+	outbounds     []*outbound.Server
 }
 
 // New checks cfg and returns a Sidecar; it does no I/O.
@@ -141,16 +142,12 @@ func (s *Sidecar) Status() admin.Status {
 		return st
 	}
 	st.InboundVersion = d.Inbound().Load().GetVersion()
-	for authority, snap := range d.Destinations() {
-		name := snap.GetService()
-		if name == "" {
-			name = string(config.ParseAuthority(authority, s.cfg.Namespace))
-		}
-		n := 0
-		for _, b := range snap.GetBackends() {
-			n += len(b.GetEndpoints())
-		}
-		st.Destinations[name] = admin.DestinationStatus{Version: snap.GetVersion(), Endpoints: n}
+	s.mu.Lock()
+	outs := s.outbounds
+	s.mu.Unlock()
+	for _, o := range outs {
+		name, version, n := o.Status()
+		st.Destinations[name] = admin.DestinationStatus{Version: version, Endpoints: n}
 	}
 	return st
 }
@@ -213,6 +210,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			Transport: s.tr, Metrics: s.metrics, DetectTimeout: s.cfg.DetectTimeout, DrainTimeout: s.cfg.DrainTimeout,
 			ConfigWait: s.cfg.ConfigWait, Logger: s.log,
 		})
+		s.mu.Lock()
+		s.outbounds = append(s.outbounds, srv)
+		s.mu.Unlock()
 		servers.Add(1)
 		go func() {
 			defer servers.Done()
