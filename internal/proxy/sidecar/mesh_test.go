@@ -95,9 +95,12 @@ func startHTTPApp(t *testing.T, name string) *httpApp {
 // rawCodec lets a tiny gRPC service exchange raw bytes without protos.
 type rawCodec struct{}
 
-func (rawCodec) Marshal(v any) ([]byte, error)      { return *(v.(*[]byte)), nil }
-func (rawCodec) Unmarshal(b []byte, v any) error    { *(v.(*[]byte)) = append([]byte(nil), b...); return nil }
-func (rawCodec) Name() string                       { return "raw" }
+func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(b []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), b...)
+	return nil
+}
+func (rawCodec) Name() string                        { return "raw" }
 func echoChat(_ any, stream grpc.ServerStream) error { return chat(stream) }
 
 // chat echoes every message, upper-cased, until the client half-closes.
