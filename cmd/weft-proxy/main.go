@@ -31,6 +31,8 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal drains; a second one kills at once.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "weft-proxy: %v\n", err)
 		os.Exit(1)
