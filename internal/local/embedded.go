@@ -2,11 +2,11 @@ package local
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
 	"weft.dev/weft/internal/config/memory"
+	"weft.dev/weft/internal/control/controller"
 )
 
 // controlPlane is the embedded controller as `weft up` uses it.
@@ -25,5 +25,8 @@ type controlConfig struct {
 }
 
 func newControlPlane(cfg controlConfig) (controlPlane, error) {
-	return nil, errors.New("the embedded controller is not available in this build")
+	return controller.New(controller.Config{
+		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Token: cfg.Token,
+		Store: cfg.Store, Logger: cfg.Logger, ScrapeInterval: cfg.ScrapeInterval,
+	})
 }

@@ -93,7 +93,7 @@ func newSupervisor(p *plan, reg Registry, log *slog.Logger, out io.Writer, timin
 		s.instances = append(s.instances, inst)
 	}
 	for _, up := range p.ingresses {
-		s.ingresses = append(s.ingresses, &unit{plan: up, sup: s, onChange: func() {}})
+		s.ingresses = append(s.ingresses, &unit{plan: up, sup: s, onChange: s.checkAllReady})
 	}
 	return s
 }
