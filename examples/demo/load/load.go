@@ -28,6 +28,8 @@ var (
 	apiList  = request{name: "books", method: http.MethodGet, path: "/api/books", api: true}
 	apiBook  = request{name: "book", method: http.MethodGet, path: "/api/books/", api: true}
 	apiQuote = request{name: "quote", method: http.MethodGet, path: "/api/quote", api: true}
+	// apiQuotes makes the API read a gRPC server stream from quotes.
+	apiQuotes = request{name: "quotes", method: http.MethodGet, path: "/api/quotes?count=3", api: true}
 	apiAdd   = request{name: "add", method: http.MethodPost, path: "/api/books", api: true}
 )
 
@@ -39,9 +41,9 @@ func mix(target, api string) []request {
 	case api == "":
 		return []request{webPage}
 	case target == "":
-		return []request{apiList, apiQuote, apiBook, apiAdd}
+		return []request{apiList, apiQuote, apiBook, apiAdd, apiQuotes}
 	default:
-		return []request{webPage, apiList, webPage, apiQuote, webPage, apiBook, webPage, apiAdd}
+		return []request{webPage, apiList, webPage, apiQuote, webPage, apiBook, webPage, apiAdd, webPage, apiQuotes}
 	}
 }
 

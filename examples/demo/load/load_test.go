@@ -155,12 +155,13 @@ func finished(t *testing.T, log string) map[string]string {
 func TestCountAndMix(t *testing.T) {
 	rec, srv := startRecorder(t)
 	cfg := testConfig(srv.URL+"/", srv.URL)
-	cfg.count = 40
+	cfg.count = 50
 	log := runGenerator(t, t.Context(), cfg)
 
 	got := rec.seen
 	want := map[string]int{
-		"GET /": 20, "GET /api/books": 5, "GET /api/quote": 5, "GET /api/books/{id}": 5, "POST /api/books": 5,
+		"GET /": 25, "GET /api/books": 5, "GET /api/quote": 5, "GET /api/books/{id}": 5, "POST /api/books": 5,
+		"GET /api/quotes": 5,
 	}
 	if len(got) != len(want) {
 		t.Errorf("requests seen = %v, want %v", got, want)
@@ -171,8 +172,8 @@ func TestCountAndMix(t *testing.T) {
 		}
 	}
 	attrs := finished(t, log)
-	// The recorder's API has no quotes backend: /api/quote answers 503.
-	for k, v := range map[string]string{"sent": "40", "ok": "35", "http_5xx": "5", "errors": "0", "api_versions": "v2=20"} {
+	// The recorder's API has no quotes backend: /api/quote(s) answer 503.
+	for k, v := range map[string]string{"sent": "50", "ok": "40", "http_5xx": "10", "errors": "0", "api_versions": "v2=25"} {
 		if attrs[k] != v {
 			t.Errorf("summary %s = %q, want %q; log:\n%s", k, attrs[k], v, log)
 		}
@@ -190,7 +191,7 @@ func TestPostsValidBooks(t *testing.T) {
 	}))
 	defer srv.Close()
 	cfg := testConfig("", srv.URL)
-	cfg.count = 8
+	cfg.count = 10
 	runGenerator(t, t.Context(), cfg)
 	var posts int
 	for _, b := range bodies {

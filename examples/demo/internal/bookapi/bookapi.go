@@ -1,6 +1,7 @@
 // Package bookapi implements the demo's HTTP/JSON API: an in-memory book
 // catalogue (GET and POST /api/books, GET /api/books/{id}) and a quote of the
-// day fetched from the gRPC quotes service (GET /api/quote). Every JSON
+// day fetched from the gRPC quotes service (GET /api/quote, and GET
+// /api/quotes, which reads the service's server stream). Every JSON
 // answer carries the API's "version" so that a canary split is visible to
 // clients; version v2 also shows each book's "rating".
 //
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -72,9 +74,10 @@ func New(cfg Config) (*API, error) {
 	a.mux.HandleFunc("POST /api/books", a.addBook)
 	a.mux.HandleFunc("GET /api/books/{id}", a.getBook)
 	a.mux.HandleFunc("GET /api/quote", a.quote)
+	a.mux.HandleFunc("GET /api/quotes", a.quotes)
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		a.fail(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s: try GET /api/books, GET /api/books/{id}, POST /api/books or GET /api/quote", r.Method, r.URL.Path))
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s: try GET /api/books, GET /api/books/{id}, POST /api/books, GET /api/quote or GET /api/quotes?count=3", r.Method, r.URL.Path))
 	})
 	return a, nil
 }
@@ -117,6 +120,11 @@ type (
 	QuoteResponse struct {
 		Version string `json:"version"`
 		Quote   Quote  `json:"quote"`
+	}
+	// QuotesResponse answers GET /api/quotes.
+	QuotesResponse struct {
+		Version string  `json:"version"`
+		Quotes  []Quote `json:"quotes"`
 	}
 	// ErrorResponse answers any request that fails.
 	ErrorResponse struct {
@@ -213,6 +221,46 @@ func (a *API) quote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.reply(w, http.StatusOK, QuoteResponse{Version: a.cfg.Version, Quote: Quote{Text: q.GetText(), Author: q.GetAuthor()}})
+}
+
+// maxQuotes is the largest count GET /api/quotes accepts, as the quotes
+// service does.
+const maxQuotes = 100
+
+// quotes streams ?count= quotes (default 3) from the quotes service.
+func (a *API) quotes(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Quotes == nil {
+		a.fail(w, http.StatusServiceUnavailable, "no quotes backend configured: start the API with --quotes ADDR or set WEFT_QUOTES_ADDR")
+		return
+	}
+	count := 3
+	if c := r.URL.Query().Get("count"); c != "" {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 || n > maxQuotes {
+			a.fail(w, http.StatusBadRequest, fmt.Sprintf("count %q is not a number from 1 to %d", c, maxQuotes))
+			return
+		}
+		count = n
+	}
+	ctx, cancel := context.WithTimeout(propagate.GRPC(r.Context(), r.Header), a.cfg.QuoteTimeout)
+	defer cancel()
+	stream, err := a.cfg.Quotes.StreamQuotes(ctx, &quotespb.StreamQuotesRequest{Count: uint32(count)})
+	var qs []Quote
+	for err == nil {
+		var q *quotespb.Quote
+		if q, err = stream.Recv(); err == nil {
+			qs = append(qs, Quote{Text: q.GetText(), Author: q.GetAuthor()})
+		}
+	}
+	if !errors.Is(err, io.EOF) {
+		code, msg := quoteError(err)
+		if code >= 500 {
+			a.cfg.Log.Warn("quotes backend stream", "err", err)
+		}
+		a.fail(w, code, msg)
+		return
+	}
+	a.reply(w, http.StatusOK, QuotesResponse{Version: a.cfg.Version, Quotes: qs})
 }
 
 // quoteError maps an error of the quotes service to an HTTP status and a

@@ -1,6 +1,7 @@
 package bookapi
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"weft.dev/weft/examples/demo/internal/chaos"
 	"weft.dev/weft/examples/demo/internal/quotes"
@@ -106,6 +108,9 @@ func TestEndpoints(t *testing.T) {
 		{"add not JSON", V1, "POST", "/api/books", `title=T`, 400, `invalid JSON body`},
 		{"quote", V1, "GET", "/api/quote?topic=failure", "", 200, `"author":`},
 		{"quote unknown topic", V2, "GET", "/api/quote?topic=cooking", "", 404, `known topics are code, failure, simplicity`},
+		{"quotes stream", V2, "GET", "/api/quotes?count=4", "", 200, `"quotes":[{"text":`},
+		{"quotes stream default", V1, "GET", "/api/quotes", "", 200, `"quotes":[{"text":`},
+		{"quotes stream count too large", V1, "GET", "/api/quotes?count=101", "", 400, `is not a number from 1 to 100`},
 		{"health", V2, "GET", "/healthz", "", 200, `"status":"ok"`},
 		{"unknown route", V1, "GET", "/nope", "", 404, `no route for GET /nope`},
 	}
@@ -121,6 +126,27 @@ func TestEndpoints(t *testing.T) {
 			}
 			if !strings.Contains(raw, tt.wantIn) {
 				t.Errorf("body %s does not contain %s", raw, tt.wantIn)
+			}
+		})
+	}
+}
+
+func TestQuotesCount(t *testing.T) {
+	srv := startAPI(t, Config{Quotes: startQuotes(t, chaos.Config{})})
+	tests := []struct {
+		query string
+		want  int
+	}{
+		{"", 3},
+		{"?count=1", 1},
+		{"?count=100", 100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			_, m, raw := do(t, srv, "GET", "/api/quotes"+tt.query, "")
+			qs, _ := m["quotes"].([]any)
+			if got := len(qs); got != tt.want {
+				t.Errorf("GET /api/quotes%s gave %d quotes, want %d (%s)", tt.query, got, tt.want, raw)
 			}
 		})
 	}
@@ -186,16 +212,18 @@ func TestQuoteBackendFailures(t *testing.T) {
 		{"backend unreachable", unreachable(t), 502, "quotes backend"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := startAPI(t, Config{Quotes: tt.client})
-			status, _, raw := do(t, srv, "GET", "/api/quote", "")
-			if status != tt.wantStatus {
-				t.Errorf("status = %d, want %d (body %s)", status, tt.wantStatus, raw)
-			}
-			if !strings.Contains(raw, tt.wantIn) {
-				t.Errorf("body %s does not contain %q", raw, tt.wantIn)
-			}
-		})
+		for _, path := range []string{"/api/quote", "/api/quotes"} {
+			t.Run(tt.name+path, func(t *testing.T) {
+				srv := startAPI(t, Config{Quotes: tt.client})
+				status, _, raw := do(t, srv, "GET", path, "")
+				if status != tt.wantStatus {
+					t.Errorf("status = %d, want %d (body %s)", status, tt.wantStatus, raw)
+				}
+				if !strings.Contains(raw, tt.wantIn) {
+					t.Errorf("body %s does not contain %q", raw, tt.wantIn)
+				}
+			})
+		}
 	}
 }
 
@@ -223,5 +251,51 @@ func TestQuoteTimeout(t *testing.T) {
 	status, _, raw := do(t, srv, "GET", "/api/quote", "")
 	if status != http.StatusGatewayTimeout {
 		t.Errorf("status = %d, want 504 (body %s)", status, raw)
+	}
+}
+
+// recordingQuotes answers GetQuote and records the metadata it received.
+type recordingQuotes struct {
+	quotespb.UnimplementedQuotesServer
+	got chan metadata.MD
+}
+
+func (r recordingQuotes) GetQuote(ctx context.Context, _ *quotespb.GetQuoteRequest) (*quotespb.Quote, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	r.got <- md
+	return &quotespb.Quote{Text: "t", Author: "a"}, nil
+}
+
+func TestQuoteForwardsTracing(t *testing.T) {
+	rec := recordingQuotes{got: make(chan metadata.MD, 1)}
+	gs := grpc.NewServer()
+	quotespb.RegisterQuotesServer(gs, rec)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(ln)
+	defer gs.Stop()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	srv := startAPI(t, Config{Quotes: quotespb.NewQuotesClient(conn)})
+
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	req, err := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/api/quote", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Traceparent", tp)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	md := <-rec.got
+	if got := md.Get("traceparent"); len(got) != 1 || got[0] != tp {
+		t.Errorf("quotes service saw traceparent %q, want %q", got, tp)
 	}
 }
