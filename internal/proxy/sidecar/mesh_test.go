@@ -1,6 +1,7 @@
 package sidecar_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -828,4 +830,94 @@ func waitNotReady(t *testing.T, p *proxy) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestTLSAndServerFirst covers connections the proxy must not parse: TLS
+// the application started itself (forwarded opaque, end to end), and a
+// server-first protocol whose client stays silent until greeted.
+func TestTLSAndServerFirst(t *testing.T) {
+	ctl := discoverytest.New()
+	ctlAddr, err := ctl.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ctl.Stop)
+
+	tlsApp := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "over tls")
+	}))
+	t.Cleanup(tlsApp.Close)
+
+	// greeter speaks first, then echoes one line.
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gwg sync.WaitGroup
+	gwg.Add(1)
+	go func() {
+		defer gwg.Done()
+		for {
+			c, err := gl.Accept()
+			if err != nil {
+				return
+			}
+			gwg.Add(1)
+			go func() {
+				defer gwg.Done()
+				defer c.Close()
+				io.WriteString(c, "220 greeter ready\r\n")
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				io.WriteString(c, "250 "+line)
+			}()
+		}
+	}()
+	t.Cleanup(func() { gl.Close(); gwg.Wait() })
+
+	server := startProxy(t, sidecar.Config{ID: "mail-0", Service: "mail", Controller: ctlAddr,
+		Inbound: []sidecar.InboundSpec{{Listen: "127.0.0.1:0", App: gl.Addr().String()}}})
+	tlsAddr := strings.TrimPrefix(tlsApp.URL, "https://")
+	ctl.SetDestination("secure", dest("secure", "secure.default", 1, 0, endpoints(false, tlsAddr)))
+	ctl.SetDestination("mail", dest("mail", "mail.default", 1, 0, endpoints(true, server.InboundAddrs()[0])))
+	client := startProxy(t, sidecar.Config{ID: "web-0", Service: "web", Controller: ctlAddr,
+		Outbound: []sidecar.OutboundSpec{{Listen: "127.0.0.1:0", Authority: "secure"}, {Listen: "127.0.0.1:0", Authority: "mail"}}})
+	client.waitDestination(t, "secure.default", 1, 1)
+	client.waitDestination(t, "mail.default", 1, 1)
+	outs := client.OutboundAddrs()
+
+	t.Run("TLS from the application", func(t *testing.T) {
+		tr := tlsApp.Client().Transport.(*http.Transport).Clone()
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", outs[0])
+		}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: hangGuard}).Get(tlsApp.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "over tls" {
+			t.Fatalf("got %q", b)
+		}
+	})
+	t.Run("server speaks first", func(t *testing.T) {
+		c, err := net.Dial("tcp", outs[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(hangGuard))
+		br := bufio.NewReader(c)
+		greeting, err := br.ReadString('\n')
+		if err != nil || greeting != "220 greeter ready\r\n" {
+			t.Fatalf("greeting %q, %v", greeting, err)
+		}
+		io.WriteString(c, "HELO weft\r\n")
+		reply, err := br.ReadString('\n')
+		if err != nil || reply != "250 HELO weft\r\n" {
+			t.Fatalf("reply %q, %v", reply, err)
+		}
+	})
 }
