@@ -4,7 +4,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // The cached Caddy binary is named after CaddyVersion, which must be the version the tools
 // module builds.

@@ -149,11 +149,11 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 			Address: portB, Identity: "spiffe://cluster.local/ns/default/sa/echo", Meshed: true, Ready: true,
 		}},
 	})
-	// AdminAddr stays empty: the controller would otherwise scrape the proxies' metrics during
-	// the measurement, a cost the peers do not pay.
-	store.SetProxy(config.Proxy{ID: "echo-0", Service: "echo", Namespace: config.DefaultNamespace,
+	// The controller scrapes the proxies' metrics once at start and then hourly
+	// (ScrapeInterval below): not during the measurement, a cost the peers do not pay.
+	store.SetProxy(config.Proxy{ID: "echo-0", Service: "echo", Namespace: config.DefaultNamespace, AdminAddr: adminB,
 		Ports: []config.InboundPort{{Port: uint32(bPortN), Protocol: config.ProtocolHTTP1}}})
-	store.SetProxy(config.Proxy{ID: "client-0", Service: "client", Namespace: config.DefaultNamespace})
+	store.SetProxy(config.Proxy{ID: "client-0", Service: "client", Namespace: config.DefaultNamespace, AdminAddr: adminA})
 
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
@@ -192,7 +192,7 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 		startProxy("weft-b", []string{"--id", "echo-0", "--service", "echo", "--namespace", config.DefaultNamespace,
 			"--admin", adminB, "--inbound", portB + "=" + env.Echo + "/http"}),
 		startProxy("weft-a", []string{"--id", "client-0", "--service", "client", "--namespace", config.DefaultNamespace,
-			"--admin", adminA, "--outbound", portA + "=echo.default"}))
+			"--admin", adminA, "--outbound", portA + "=echo.default/http"}))
 	if err != nil {
 		stopController()
 		return nil, err
