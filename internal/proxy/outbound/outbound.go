@@ -287,10 +287,11 @@ func (s *Server) current(ctx context.Context) *state {
 	return nil
 }
 
-// pick chooses an endpoint of st, or fails with the proxy's answer. The
-// caller has counted the request.
-func (s *Server) pick(ctx context.Context) (*state, *upstream.Upstream, error) {
-	st := s.current(ctx)
+// pick chooses an endpoint, or fails with the proxy's answer. It counts
+// the request. It never blocks: connections wait for the first snapshot
+// in handle, before their first request.
+func (s *Server) pick() (*state, *upstream.Upstream, error) {
+	st := s.state.Load()
 	if st == nil {
 		service := s.Service()
 		s.cfg.Metrics.Service(metrics.Outbound, service).Request()
@@ -318,7 +319,7 @@ func (s *Server) pick(ctx context.Context) (*state, *upstream.Upstream, error) {
 // Route implements http1.Router.
 func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
 	start := time.Now()
-	st, u, err := s.pick(context.Background())
+	st, u, err := s.pick()
 	if err != nil {
 		s.countRefused(st, err, start)
 		return http1.Route{}, err
@@ -338,7 +339,7 @@ type h2Router struct{ s *Server }
 func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	s := r.s
 	start := time.Now()
-	st, u, err := s.pick(req.Context())
+	st, u, err := s.pick()
 	if err != nil {
 		s.countRefused(st, err, start)
 		return h2.Target{}, err
@@ -373,13 +374,13 @@ func finish(ep *balance.Endpoint, start time.Time, err error) {
 	ep.Finish(start)
 }
 
-// handle serves one connection of the workload.
+// handle serves one connection of the workload. Right after start it
+// waits (up to ConfigWait) for the destination's first snapshot, which
+// may declare the protocol; requests then fail fast if none came.
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	proto := s.cfg.Protocol
-	if proto == config.ProtocolDetect {
-		if st := s.state.Load(); st != nil {
-			proto = st.protocol
-		}
+	if st := s.current(ctx); proto == config.ProtocolDetect && st != nil {
+		proto = st.protocol
 	}
 	var pc net.Conn = c
 	switch proto {
@@ -427,7 +428,7 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 	var err error
 	for range 3 {
 		var u *upstream.Upstream
-		st, u, err = s.pick(ctx)
+		st, u, err = s.pick()
 		if err != nil {
 			break
 		}
