@@ -213,7 +213,8 @@ func (b *P2C) pickIn(eps []*Endpoint) *Endpoint {
 	}
 	now := b.cfg.Now()
 	x, y := eps[i], eps[j]
-	xe, ye := x.ejected(now), y.ejected(now)
+	xe, xl := x.snapshot(now)
+	ye, yl := y.snapshot(now)
 	switch {
 	case xe && ye:
 		// Both drawn are ejected: any healthy endpoint beats them.
@@ -227,7 +228,7 @@ func (b *P2C) pickIn(eps []*Endpoint) *Endpoint {
 	case ye:
 		return x
 	}
-	if y.load(now) < x.load(now) {
+	if yl < xl {
 		return y
 	}
 	return x
@@ -329,16 +330,19 @@ func (e *Endpoint) ejected(now time.Time) bool {
 // first response, but ordered by pending so they still spread.
 const penalty = float64(time.Second)
 
-func (e *Endpoint) load(now time.Time) float64 {
+// snapshot returns whether the endpoint is ejected and its load, under
+// one lock.
+func (e *Endpoint) snapshot(now time.Time) (ejected bool, load float64) {
 	pending := float64(e.pending.Load())
 	e.mu.Lock()
+	ejected = now.Before(e.ejectedTo)
 	c := e.decayed(now)
 	e.mu.Unlock()
 	w := float64(e.target.Load().Weight)
 	if c == 0 && pending > 0 {
-		return (penalty + pending) / w
+		return ejected, (penalty + pending) / w
 	}
-	return c * (pending + 1) / w
+	return ejected, c * (pending + 1) / w
 }
 
 // decayed returns the cost as of now; e.mu must be held.

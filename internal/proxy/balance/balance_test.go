@@ -333,3 +333,15 @@ func TestConcurrentPickAndUpdate(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func BenchmarkPick(b *testing.B) {
+	p := New(Config{})
+	p.Update([]Backend{{Weight: 1, Targets: targets("a:1", "b:1", "c:1", "d:1")}})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ep, _ := p.Pick()
+			ep.Finish(ep.Start())
+		}
+	})
+}
