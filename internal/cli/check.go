@@ -1,0 +1,267 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"weft.dev/weft/internal/cli/ctlapi"
+	"weft.dev/weft/internal/local/statedir"
+)
+
+// Marks printed by `weft check`, as linkerd prints them.
+const (
+	okMark   = "√"
+	failMark = "×"
+)
+
+func (e *env) checkCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Check that the controller and every proxy of the local mesh are healthy",
+		Long: `Check the running local mesh: the controller answers and accepts the token,
+every proxy is ready and runs the configuration the controller sent last,
+and every service has ready endpoints. Exits with status 1 if any check fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := e.resolvedStateDir()
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			ch := &checker{
+				api: c, http: e.proxyHTTP, logDir: statedir.Logs(dir),
+				retries: e.checkRetries, retryDelay: e.checkRetryDelay,
+			}
+			if !ch.run(cmd.Context(), e.stdout) {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+}
+
+// checker runs the checks of `weft check`.
+type checker struct {
+	api  *ctlapi.Client
+	http *http.Client
+	// logDir is where the proxies' log files are, for hints.
+	logDir string
+	// retries is how often a failing proxy check runs again, retryDelay
+	// apart, before it counts as failed: a push may be in flight.
+	retries    int
+	retryDelay time.Duration
+}
+
+type printer struct {
+	w       io.Writer
+	section string
+	failed  bool
+}
+
+func (p *printer) heading(title string) {
+	if p.section != "" {
+		fmt.Fprintln(p.w)
+	}
+	p.section = title
+	fmt.Fprintln(p.w, title)
+	fmt.Fprintln(p.w, strings.Repeat("-", len(title)))
+}
+
+func (p *printer) result(title string, problems []string) bool {
+	if len(problems) == 0 {
+		fmt.Fprintf(p.w, "%s %s\n", okMark, title)
+		return true
+	}
+	p.failed = true
+	fmt.Fprintf(p.w, "%s %s\n", failMark, title)
+	for _, pr := range problems {
+		fmt.Fprintf(p.w, "    %s\n", pr)
+	}
+	return false
+}
+
+func (p *printer) summary() {
+	mark := okMark
+	if p.failed {
+		mark = failMark
+	}
+	fmt.Fprintf(p.w, "\nStatus check results are %s\n", mark)
+}
+
+// run prints every check and reports whether all passed.
+func (c *checker) run(ctx context.Context, w io.Writer) bool {
+	p := &printer{w: w}
+	defer p.summary()
+
+	p.heading("weft-controller")
+	_, err := c.api.Status(ctx)
+	var unreachable *ctlapi.Unreachable
+	switch {
+	case errors.As(err, &unreachable):
+		p.result("controller is reachable", []string{err.Error()})
+		return false
+	case ctlapi.IsUnauthorized(err):
+		p.result("controller is reachable", nil)
+		p.result("controller API is authenticated (token accepted)", []string{err.Error()})
+		return false
+	case err != nil:
+		p.result("controller is reachable", []string{err.Error()})
+		return false
+	}
+	p.result("controller is reachable", nil)
+	p.result("controller API is authenticated (token accepted)", nil)
+
+	p.heading("weft-proxies")
+	p.result("every proxy is ready", c.retry(ctx, c.proxiesReady))
+	p.result("every proxy runs the latest configuration", c.retry(ctx, c.proxiesCurrent))
+	p.result("every service has ready endpoints", c.retry(ctx, c.servicesReady))
+	return !p.failed
+}
+
+// retry runs check until it finds no problem or the retries are used up.
+func (c *checker) retry(ctx context.Context, check func(context.Context, *ctlapi.Status) []string) []string {
+	var problems []string
+	for attempt := 0; ; attempt++ {
+		st, err := c.api.Status(ctx)
+		if err != nil {
+			problems = []string{err.Error()}
+		} else {
+			problems = check(ctx, st)
+		}
+		if len(problems) == 0 || attempt+1 >= c.retries {
+			return problems
+		}
+		select {
+		case <-ctx.Done():
+			return problems
+		case <-time.After(c.retryDelay):
+		}
+	}
+}
+
+// proxyStatus is what a proxy's admin /status returns.
+type proxyStatus struct {
+	ID             string `json:"id"`
+	Ready          bool   `json:"ready"`
+	InboundVersion uint64 `json:"inbound_version"`
+	Destinations   map[string]struct {
+		Version   uint64 `json:"version"`
+		Endpoints int    `json:"endpoints"`
+	} `json:"destinations"`
+}
+
+// forEachProxy calls fn for every proxy concurrently and returns the
+// problems it reported, sorted by proxy ID.
+func forEachProxy(st *ctlapi.Status, fn func(p ctlapi.ProxyStatus) string) []string {
+	problems := make([]string, len(st.Proxies))
+	var wg sync.WaitGroup
+	for i, p := range st.Proxies {
+		wg.Go(func() { problems[i] = fn(p) })
+	}
+	wg.Wait()
+	slices.Sort(problems)
+	return slices.DeleteFunc(problems, func(s string) bool { return s == "" })
+}
+
+func (c *checker) logHint(id string) string {
+	return "log: " + filepath.Join(c.logDir, id+".proxy.log")
+}
+
+func (c *checker) proxiesReady(ctx context.Context, st *ctlapi.Status) []string {
+	return forEachProxy(st, func(p ctlapi.ProxyStatus) string {
+		if p.AdminAddr == "" {
+			return fmt.Sprintf("%s: the controller knows no admin address for it", p.ID)
+		}
+		code, body, err := c.get(ctx, p.AdminAddr, "/ready")
+		if err != nil {
+			return fmt.Sprintf("%s: admin server %s not reachable (%v); %s", p.ID, p.AdminAddr, err, c.logHint(p.ID))
+		}
+		if code != http.StatusOK {
+			reason := strings.TrimSpace(string(body))
+			if len(reason) > 200 {
+				reason = reason[:200]
+			}
+			return fmt.Sprintf("%s: not ready (HTTP %d: %s); %s", p.ID, code, reason, c.logHint(p.ID))
+		}
+		return ""
+	})
+}
+
+func (c *checker) proxiesCurrent(ctx context.Context, st *ctlapi.Status) []string {
+	return forEachProxy(st, func(p ctlapi.ProxyStatus) string {
+		if !p.Connected {
+			return fmt.Sprintf("%s: not connected to the controller; %s", p.ID, c.logHint(p.ID))
+		}
+		if p.AdminAddr == "" {
+			return fmt.Sprintf("%s: the controller knows no admin address for it", p.ID)
+		}
+		code, body, err := c.get(ctx, p.AdminAddr, "/status")
+		if err != nil || code != http.StatusOK {
+			return fmt.Sprintf("%s: admin /status not available (HTTP %d, %v); %s", p.ID, code, err, c.logHint(p.ID))
+		}
+		var ps proxyStatus
+		if err := json.Unmarshal(body, &ps); err != nil {
+			return fmt.Sprintf("%s: admin /status is not JSON: %v", p.ID, err)
+		}
+		var stale []string
+		if ps.InboundVersion != p.SentInboundVersion {
+			stale = append(stale, fmt.Sprintf("inbound at version %d, controller sent %d", ps.InboundVersion, p.SentInboundVersion))
+		}
+		auths := make([]string, 0, len(p.Sent))
+		for a := range p.Sent {
+			auths = append(auths, a)
+		}
+		slices.Sort(auths)
+		for _, a := range auths {
+			d, ok := ps.Destinations[a]
+			switch {
+			case !ok:
+				stale = append(stale, fmt.Sprintf("%s missing, controller sent version %d", a, p.Sent[a]))
+			case d.Version != p.Sent[a]:
+				stale = append(stale, fmt.Sprintf("%s at version %d, controller sent %d", a, d.Version, p.Sent[a]))
+			}
+		}
+		if len(stale) > 0 {
+			return fmt.Sprintf("%s: %s", p.ID, strings.Join(stale, "; "))
+		}
+		return ""
+	})
+}
+
+func (c *checker) servicesReady(_ context.Context, st *ctlapi.Status) []string {
+	var problems []string
+	for _, s := range st.Services {
+		if s.Ready == 0 {
+			problems = append(problems, fmt.Sprintf("%s.%s: %d of %d endpoints ready", s.Name, s.Namespace, s.Ready, s.Endpoints))
+		}
+	}
+	return problems
+}
+
+func (c *checker) get(ctx context.Context, addr, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, body, err
+}
