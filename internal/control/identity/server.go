@@ -7,9 +7,12 @@ import (
 	"log/slog"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"weft.dev/weft/api/identityv1"
+	"weft.dev/weft/internal/mtls"
 )
 
 // maxCSRSize bounds a CSR; a P-256 CSR is a few hundred bytes.
@@ -42,6 +45,13 @@ func (s *Server) Certify(ctx context.Context, req *identityv1.CertifyRequest) (*
 		}
 		return nil, status.Errorf(codes.Unavailable, "proof of identity could not be checked: %v; retry later", err)
 	}
+	if id == ControllerIdentity(s.ca.TrustDomain()) {
+		// A workload holding the controller's identity could impersonate
+		// the controller to every proxy: it is never issued through the API.
+		s.log.WarnContext(ctx, "controller identity requested", "proxy", req.GetProxyId())
+		return nil, status.Errorf(codes.PermissionDenied,
+			"identity %s is reserved for the controller; run workloads under another service account", id)
+	}
 	if len(req.GetCsrDer()) == 0 || len(req.GetCsrDer()) > maxCSRSize {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate request of %d bytes; send a DER PKCS#10 request under %d bytes", len(req.GetCsrDer()), maxCSRSize)
 	}
@@ -68,4 +78,21 @@ func (s *Server) Certify(ctx context.Context, req *identityv1.CertifyRequest) (*
 		TrustAnchorsDer: s.ca.Anchors(),
 		NotAfterUnix:    leaf.NotAfter.Unix(),
 	}, nil
+}
+
+// PeerID returns the SPIFFE ID of the proxy calling a gRPC method, from
+// the client certificate it presented (verified during the handshake by
+// mtls.ControlServerConfig). It returns an error when the call came without
+// a certificate (a proxy's first Certify) or not over TLS. Use it to let a
+// proxy watch only its own configuration.
+func PeerID(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", errors.New("no peer in the call context")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return "", errors.New("call did not come over TLS")
+	}
+	return mtls.PeerIdentity(info.State)
 }

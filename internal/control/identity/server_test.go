@@ -35,14 +35,14 @@ const controllerID = "spiffe://cluster.local/ns/weft/sa/weft-controller"
 var apiID = identity.Identity{TrustDomain: "cluster.local", Namespace: "default", ServiceAccount: "api"}
 
 // serve runs the Identity API over TLS on loopback until the test ends.
-func serve(t *testing.T, ca *identity.CA, auth identity.Authenticator) string {
+func serve(t *testing.T, ca *identity.CA, auth identity.Authenticator, opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := mtls.ControlServerConfig(ca.ServingCerts(nil, nil), ca.Bundle())
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+	srv := grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(cfg)))...)
 	identityv1.RegisterIdentityServer(srv, identity.NewServer(ca, auth, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
@@ -152,6 +152,10 @@ func TestCertifyRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctlTok, err := tokens.Issue(identity.ControllerIdentity("cluster.local"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	good := csrDER(t, &x509.CertificateRequest{})
 	flipped := []byte(webTok)
 	flipped[len(flipped)-1] ^= 0x01
@@ -167,6 +171,7 @@ func TestCertifyRefuses(t *testing.T) {
 		{"token with one bit changed", good, string(flipped), codes.Unauthenticated, "join token unknown or revoked"},
 		{"revoked token", good, revoked, codes.Unauthenticated, "join token unknown or revoked"},
 		{"no token", good, "", codes.Unauthenticated, "no join token given"},
+		{"controller identity", good, ctlTok, codes.PermissionDenied, "reserved for the controller"},
 		{"RSA key", rsaCSR, webTok, codes.InvalidArgument, "want ECDSA P-256"},
 		{"P-384 key", p384CSR, webTok, codes.InvalidArgument, "want ECDSA P-256"},
 		{"bad CSR signature", corruptSignature(good), webTok, codes.InvalidArgument, "signature does not verify"},
@@ -275,4 +280,48 @@ func TestCertifyTransport(t *testing.T) {
 			t.Errorf("error = %q, want it to contain %q", got, want)
 		}
 	})
+}
+
+// TestPeerID: a method handler sees the caller's verified identity when it
+// presented a certificate, and an error when it did not.
+func TestPeerID(t *testing.T) {
+	ca := newCA(t, identity.CAConfig{})
+	tokens := identity.NewJoinTokens()
+	webTok, err := tokens.Issue(webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 1)
+	record := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		id, err := identity.PeerID(ctx)
+		seen <- id + errText(err)
+		return h(ctx, req)
+	}
+	addr := serve(t, ca, tokens, grpc.UnaryInterceptor(record))
+	key := ecKey(t)
+	chain, err := ca.Sign(csrFor(t, key, &x509.CertificateRequest{}), apiID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxyCert mtls.Current
+	proxyCert.Store(&tls.Certificate{Certificate: chain, PrivateKey: key})
+	tests := []struct {
+		name string
+		src  mtls.CertSource
+		want string
+	}{
+		{"no client certificate", nil, "mtls: peer presented no certificate"},
+		{"client certificate", &proxyCert, apiID.String() + "<nil>"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := client(t, addr, mtls.ControlClientConfig(tc.src, ca.Bundle(), controllerID))
+			if _, err := certify(t, c, csrDER(t, &x509.CertificateRequest{}), webTok); err != nil {
+				t.Fatal(err)
+			}
+			if got := <-seen; got != tc.want {
+				t.Errorf("PeerID = %q, want %q", got, tc.want)
+			}
+		})
+	}
 }
