@@ -182,7 +182,7 @@ func TestCountAndMix(t *testing.T) {
 
 func TestPostsValidBooks(t *testing.T) {
 	var bodies []string
-	var mu sync.Mutex
+	var mu sync.Mutex // guards bodies
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
