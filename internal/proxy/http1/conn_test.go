@@ -490,3 +490,34 @@ func TestEarlyResponse(t *testing.T) {
 	_ = c.Close()
 	<-errc
 }
+
+func TestStaleConnectionExpectContinue(t *testing.T) {
+	// With Expect: 100-continue the body is still at the client when the
+	// stale connection fails, so the request is sent again.
+	up := startRawUpstream(t, func(n int, c net.Conn, br *bufio.Reader) {
+		req, err := readRequestHeadRaw(br)
+		if err != nil {
+			return
+		}
+		if req.expectContinue {
+			_, _ = io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		}
+		_, _ = br.Discard(int(req.ContentLength()))
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n%d", n)
+	})
+	p := startProxy(t, up.addr(), nil)
+	c := dialRaw(t, p.addr)
+	c.send(t, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+	_, _ = io.Copy(io.Discard, c.response(t, "GET").Body)
+	waitIdleClosed(t, up, 1)
+	c.send(t, "PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	if interim := c.response(t, "PUT"); interim.StatusCode != http.StatusContinue {
+		t.Fatalf("interim status: got %d, want 100", interim.StatusCode)
+	}
+	c.send(t, "hello")
+	resp := c.response(t, "PUT")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "2" {
+		t.Errorf("got %d %q, want 200 from upstream connection 2", resp.StatusCode, body)
+	}
+}

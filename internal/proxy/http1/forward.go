@@ -91,6 +91,12 @@ func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, timeout time.
 			early = final
 		} else if !isTimeout(err) {
 			uc.close()
+			if mayRetry && uc.reused {
+				// A stale pooled connection, and the client is still
+				// waiting for 100 Continue: no body byte was read, so
+				// the request can go again on a fresh connection.
+				return 0, false, errRetry
+			}
 			return cc.answerErr(req, upstreamBroke(pool, "before responding", err), false)
 		}
 	}

@@ -42,6 +42,10 @@ type Server struct {
 
 var discard = slog.New(slog.DiscardHandler)
 
+// maxKeptHeadBuf is the largest head buffer a connection keeps between
+// requests.
+const maxKeptHeadBuf = 16 << 10
+
 // clientConn is the state of one client connection, reused for each of its
 // requests so that a request allocates almost nothing.
 type clientConn struct {
@@ -165,6 +169,11 @@ func (cc *clientConn) serveOne() bool {
 	}
 	head, err := readHead(cc.br, cc.headBuf[:0], cc.maxHead, true)
 	cc.headBuf = head[:0]
+	if cap(head) > maxKeptHeadBuf {
+		// One huge head must not pin its buffer for the connection's
+		// life.
+		cc.headBuf = nil
+	}
 	if err != nil {
 		if he, ok := errIsHead(err); ok {
 			cc.answer(he.status, "invalid request: "+he.msg, true)
