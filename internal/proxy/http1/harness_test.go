@@ -26,12 +26,12 @@ const hangGuard = 20 * time.Second
 type testRouter struct {
 	pool *Pool
 
-	mu    sync.Mutex
+	mu      sync.Mutex
 	err     error         // guarded by mu: the error Route returns
 	timeout time.Duration // guarded by mu: Route.Timeout
-	done  []doneCall // guarded by mu
-	seen  []string   // guarded by mu: "METHOD host path"
-	calls atomic.Int32
+	done    []doneCall    // guarded by mu
+	seen    []string      // guarded by mu: "METHOD host path"
+	calls   atomic.Int32
 }
 
 type doneCall struct {
