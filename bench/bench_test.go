@@ -35,6 +35,7 @@ func TestQuickHarness(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := harness.Quick(harness.Config{
+		// One open-loop window at 1,000 rps and one closed-loop window per pair.
 		Peers:  peer.All(),
 		Self:   self,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
@@ -74,8 +75,8 @@ func TestQuickHarness(t *testing.T) {
 				t.Fatalf("peer %s did not run: %s", tt.peer, p.Skipped)
 			}
 			got := windows[tt.peer]
-			if len(got) != len(cfg.Rates)*cfg.Reps {
-				t.Fatalf("got %d windows for %s, want %d", len(got), tt.peer, len(cfg.Rates)*cfg.Reps)
+			if want := (len(cfg.Rates) + 1) * cfg.Reps; len(got) != want {
+				t.Fatalf("got %d windows for %s, want %d (every rate and one closed loop)", len(got), tt.peer, want)
 			}
 			for _, s := range got {
 				if s.Requests == 0 {

@@ -37,6 +37,8 @@ func run() error {
 		warmup   = flag.Duration("warmup", 5*time.Second, "discarded warm-up before each window")
 		reps     = flag.Int("reps", 3, "repetitions, interleaved across peers")
 		conns    = flag.Int("c", 16, "connections of the load generator")
+		thru     = flag.Duration("throughput", 10*time.Second, "closed-loop window per pair and repetition, after the rates (0: none)")
+		thruC    = flag.Int("throughput-c", 32, "connections of the closed-loop window")
 		peers    = flag.String("peers", "all", "comma-separated peers to compare with the direct baseline")
 		quick    = flag.Bool("quick", false, "smoke run: one 2s window at 1000 rps, one repetition")
 		quiet    = flag.Float64("quiet-below", 0.3, "before each window, wait until other processes use less than this many vCPU (0: do not wait)")
@@ -62,7 +64,7 @@ func run() error {
 	}
 	cfg := harness.Config{
 		Peers: ps, Rates: rs, Duration: *duration, Warmup: *warmup, Reps: *reps, Connections: *conns,
-		QuietBelow: *quiet, QuietWait: *quietMax,
+		QuietBelow: *quiet, QuietWait: *quietMax, Throughput: *thru, ThroughputConns: *thruC,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if *quick {

@@ -33,6 +33,7 @@ func Quick(cfg Config) Config {
 	cfg.Warmup = 500 * time.Millisecond
 	cfg.Reps = 1
 	cfg.QuietBelow = 0
+	cfg.Throughput = time.Second
 	cfg.Quick = true
 	return cfg
 }
@@ -53,6 +54,10 @@ type Config struct {
 	Connections int
 	// PayloadSize is the request (and so the response) body; 0 means 1024 bytes.
 	PayloadSize int
+	// Throughput is a closed-loop window per pair and repetition after the rates; 0 means none.
+	Throughput time.Duration
+	// ThroughputConns is the number of connections of the closed loop; 0 means 32.
+	ThroughputConns int
 	// Self is the executable that runs the helper roles (see package role); "" means this one.
 	Self string
 	// QuietBelow makes each window wait (at most QuietWait) until the rest of the machine uses
@@ -93,6 +98,9 @@ func (c *Config) defaults() error {
 		}
 		c.Self = self
 	}
+	if c.ThroughputConns <= 0 {
+		c.ThroughputConns = 32
+	}
 	if c.QuietWait <= 0 {
 		c.QuietWait = 2 * time.Minute
 	}
@@ -118,7 +126,8 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 		Started: time.Now(),
 		Machine: machine(),
 		Config: report.Config{Rates: cfg.Rates, Duration: cfg.Duration, Warmup: cfg.Warmup, Reps: cfg.Reps,
-			Connections: cfg.Connections, PayloadSize: cfg.PayloadSize, Quick: cfg.Quick},
+			Connections: cfg.Connections, PayloadSize: cfg.PayloadSize, Quick: cfg.Quick,
+			Throughput: cfg.Throughput, ThroughputConns: cfg.ThroughputConns},
 	}
 	dir, err := os.MkdirTemp("", "weftbench-")
 	if err != nil {
@@ -217,6 +226,21 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 				rep.Scenarios = append(rep.Scenarios, s)
 			}
 		}
+		if cfg.Throughput <= 0 {
+			continue
+		}
+		for _, run := range order(pairs, r) {
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+			s, err := measure(ctx, cfg, run, payload, 0, r, echoProc.PID)
+			if err != nil {
+				return rep, err
+			}
+			log.Info("closed-loop window", "peer", s.Peer, "rep", r, "rps", fmt.Sprintf("%.0f", s.Achieved),
+				"cpu_a", fmt.Sprintf("%.2f", s.CPUA), "cpu_b", fmt.Sprintf("%.2f", s.CPUB), "errors", s.Errors+s.BadBodies)
+			rep.Scenarios = append(rep.Scenarios, s)
+		}
 	}
 	rep.Summarise()
 	return rep, nil
@@ -235,9 +259,14 @@ func order(pairs []running, rep int) []running {
 	return append(out, rest[:k]...)
 }
 
+// measure runs one window at rate, or closed loop when rate is 0.
 func measure(ctx context.Context, cfg Config, run running, payload []byte, rate float64, rep, echoPID int) (report.Scenario, error) {
 	name := run.peer.Name()
-	gen, err := load.New(load.Options{URL: run.pair.URL, Connections: cfg.Connections, Payload: payload})
+	conns, window, warmup := cfg.Connections, cfg.Duration, cfg.Warmup
+	if rate == 0 {
+		conns, window, warmup = cfg.ThroughputConns, cfg.Throughput, min(cfg.Warmup, time.Second)
+	}
+	gen, err := load.New(load.Options{URL: run.pair.URL, Connections: conns, Payload: payload})
 	if err != nil {
 		return report.Scenario{}, err
 	}
@@ -247,19 +276,25 @@ func measure(ctx context.Context, cfg Config, run running, payload []byte, rate 
 			cfg.Logger.Warn("machine busy, measuring anyway", "peer", name, "rate", rate, "err", err)
 		}
 	}
-	gen.Run(ctx, rate, cfg.Warmup)
+	run1 := func(d time.Duration) load.Result {
+		if rate == 0 {
+			return gen.RunClosed(ctx, d)
+		}
+		return gen.Run(ctx, rate, d)
+	}
+	run1(warmup)
 	before, err := sample(run.pair, echoPID)
 	if err != nil {
 		return report.Scenario{}, fmt.Errorf("%s: %w", name, err)
 	}
-	res := gen.Run(ctx, rate, cfg.Duration)
+	res := run1(window)
 	after, err := sample(run.pair, echoPID)
 	if err != nil {
 		return report.Scenario{}, fmt.Errorf("%s: %w", name, err)
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	return report.Scenario{
-		Peer: name, Rate: rate, Rep: rep,
+		Peer: name, Rate: rate, Rep: rep, Closed: rate == 0,
 		Achieved: res.Achieved(), Window: res.Elapsed.Seconds(),
 		Requests: res.Requests, Errors: res.Errors, BadBodies: res.BadBodies,
 		BytesSent: res.BytesSent, BytesReceived: res.BytesReceived, Late: res.Late, FirstError: res.FirstError,

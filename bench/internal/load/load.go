@@ -141,6 +141,10 @@ func (g *Generator) Run(ctx context.Context, rate float64, d time.Duration) Resu
 		})
 	}
 	wg.Wait()
+	return g.merge(results, rate, d, start)
+}
+
+func (g *Generator) merge(results []workerResult, rate float64, d time.Duration, start time.Time) Result {
 	res := Result{Rate: rate, Duration: d, Elapsed: time.Since(start)}
 	for _, w := range results {
 		res.Requests += w.reqs
@@ -158,15 +162,39 @@ func (g *Generator) Run(ctx context.Context, rate float64, d time.Duration) Resu
 	return res
 }
 
+// RunClosed sends requests back to back on every connection for d (closed loop: each
+// connection waits for its answer before the next request), to find the most a target can
+// serve. Latency runs from each request's send; Rate is zero.
+func (g *Generator) RunClosed(ctx context.Context, d time.Duration) Result {
+	start := time.Now()
+	deadline := start.Add(d)
+	results := make([]workerResult, len(g.clients))
+	var wg sync.WaitGroup
+	for i := range g.clients {
+		wg.Go(func() {
+			results[i] = g.work(ctx, g.clients[i], deadline, 0, -1)
+		})
+	}
+	wg.Wait()
+	return g.merge(results, 0, d, start)
+}
+
+// work sends count requests on c, the k-th at first + k*interval. With count < 0 it sends
+// back to back until first (then the deadline) passes.
 func (g *Generator) work(ctx context.Context, c fhttp.Fetcher, first time.Time, interval time.Duration, count int) workerResult {
-	w := workerResult{lat: make([]time.Duration, 0, count)}
+	w := workerResult{lat: make([]time.Duration, 0, max(count, 1024))}
 	payload := g.opts.Payload
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for k := 0; k < count; k++ {
-		slot := first.Add(time.Duration(k) * interval)
+	for k := 0; count < 0 || k < count; k++ {
 		var from time.Time
-		if wait := time.Until(slot); wait > 0 {
+		slot := first.Add(time.Duration(k) * interval)
+		if count < 0 {
+			from = time.Now()
+			if ctx.Err() != nil || from.After(first) {
+				return w
+			}
+		} else if wait := time.Until(slot); wait > 0 {
 			timer.Reset(wait)
 			select {
 			case <-ctx.Done():

@@ -68,6 +68,28 @@ func TestRunCountsAndChecksBodies(t *testing.T) {
 	}
 }
 
+func TestRunClosed(t *testing.T) {
+	srv := httptest.NewServer(echo.Handler())
+	defer srv.Close()
+	payload := bytes.Repeat([]byte("c"), 1024)
+	g, err := New(Options{URL: srv.URL + "/", Connections: 2, Payload: payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	res := g.RunClosed(context.Background(), 200*time.Millisecond)
+	if res.Requests == 0 || res.Errors != 0 || res.BadBodies != 0 {
+		t.Fatalf("got %d requests, %d errors, %d bad bodies (%s); want some requests and no failure",
+			res.Requests, res.Errors, res.BadBodies, res.FirstError)
+	}
+	if got, want := res.BytesReceived, res.Requests*1024; got != want {
+		t.Errorf("got %d bytes received, want %d", got, want)
+	}
+	if res.Rate != 0 || res.Achieved() <= 0 {
+		t.Errorf("got rate %v and achieved %v, want 0 and above 0", res.Rate, res.Achieved())
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	r := Result{}
 	for i := 1; i <= 1000; i++ {

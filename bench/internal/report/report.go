@@ -33,6 +33,21 @@ type Report struct {
 	Scenarios []Scenario `json:"scenarios"`
 	// Rows are the figures derived from Scenarios by Summarise.
 	Rows []Row `json:"rows"`
+	// Throughput rows are derived from the closed-loop windows.
+	Throughput []ThroughputRow `json:"throughput,omitempty"`
+}
+
+// ThroughputRow is one peer's closed-loop figures.
+type ThroughputRow struct {
+	Peer string `json:"peer"`
+	// RPS is answered requests per second through the pair (whole machine).
+	RPS Range `json:"rps"`
+	// PerCPUSecond is requests per proxy CPU-second: requests divided by the mean CPU seconds
+	// of A and B.
+	PerCPUSecond Range `json:"requests_per_proxy_cpu_second"`
+	// PerCPUvsRef divides PerCPUSecond by HAProxy's in the same repetition.
+	PerCPUvsRef Range `json:"per_cpu_vs_haproxy"`
+	Errors      int64 `json:"errors"`
 }
 
 // Machine describes where the run happened.
@@ -52,6 +67,10 @@ type Config struct {
 	Connections int           `json:"connections"`
 	PayloadSize int           `json:"payload_bytes"`
 	Quick       bool          `json:"quick"`
+	// Throughput is the closed-loop window per peer and repetition (0: none), with
+	// ThroughputConns connections.
+	Throughput      time.Duration `json:"throughput_ns,omitempty"`
+	ThroughputConns int           `json:"throughput_connections,omitempty"`
 }
 
 // Peer is one pair of the run.
@@ -67,9 +86,11 @@ type Peer struct {
 
 // Scenario is one load window against one peer.
 type Scenario struct {
-	Peer string  `json:"peer"`
-	Rate float64 `json:"rate"`
-	Rep  int     `json:"rep"`
+	Peer string `json:"peer"`
+	// Closed marks a closed-loop window (as fast as the pair answers); Rate is then zero.
+	Closed bool    `json:"closed_loop,omitempty"`
+	Rate   float64 `json:"rate"`
+	Rep    int     `json:"rep"`
 	// Achieved is answered requests per second over the window.
 	Achieved float64 `json:"achieved"`
 	Window   float64 `json:"window_seconds"`
@@ -162,9 +183,43 @@ type key struct {
 // Summarise derives Rows from Scenarios.
 func (r *Report) Summarise() {
 	byKey := map[key]*Scenario{}
+	closed := map[key]*Scenario{}
 	for i := range r.Scenarios {
 		s := &r.Scenarios[i]
+		if s.Closed {
+			closed[key{s.Peer, 0, s.Rep}] = s
+			continue
+		}
 		byKey[key{s.Peer, s.Rate, s.Rep}] = s
+	}
+	r.Throughput = nil
+	for _, p := range r.Peers {
+		if p.Skipped != "" {
+			continue
+		}
+		row := ThroughputRow{Peer: p.Name}
+		var rps, per, vs []float64
+		for rep := 1; rep <= r.Config.Reps; rep++ {
+			s := closed[key{p.Name, 0, rep}]
+			if s == nil {
+				continue
+			}
+			row.Errors += s.Errors + s.BadBodies
+			rps = append(rps, s.Achieved)
+			if p.Name == Baseline {
+				continue
+			}
+			pc := perCPUSecond(s)
+			per = append(per, pc)
+			if ref := closed[key{Reference, 0, rep}]; ref != nil && p.Name != Reference && perCPUSecond(ref) > 0 {
+				vs = append(vs, pc/perCPUSecond(ref))
+			}
+		}
+		if len(rps) == 0 {
+			continue
+		}
+		row.RPS, row.PerCPUSecond, row.PerCPUvsRef = rangeOf(rps), rangeOf(per), rangeOf(vs)
+		r.Throughput = append(r.Throughput, row)
 	}
 	r.Rows = nil
 	for _, rate := range r.Config.Rates {
@@ -217,6 +272,14 @@ func (r *Report) Summarise() {
 	}
 }
 
+func perCPUSecond(s *Scenario) float64 {
+	cpu := (s.CPUA + s.CPUB) / 2
+	if cpu <= 0 {
+		return 0
+	}
+	return float64(s.Requests) / cpu
+}
+
 func perProxyPer1k(s *Scenario) float64 {
 	if s.Window <= 0 || s.Achieved <= 0 {
 		return 0
@@ -235,6 +298,16 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func jsonSafe(r *Report) *Report {
 	c := *r
 	c.Rows = slices.Clone(r.Rows)
+	c.Throughput = slices.Clone(r.Throughput)
+	for i := range c.Throughput {
+		for _, rg := range []*Range{&c.Throughput[i].RPS, &c.Throughput[i].PerCPUSecond, &c.Throughput[i].PerCPUvsRef} {
+			for _, f := range []*float64{&rg.Median, &rg.Min, &rg.Max} {
+				if math.IsNaN(*f) {
+					*f = 0
+				}
+			}
+		}
+	}
 	for i := range c.Rows {
 		for _, rg := range []*Range{&c.Rows[i].AddedP50, &c.Rows[i].AddedP90, &c.Rows[i].AddedP99, &c.Rows[i].AddedP999,
 			&c.Rows[i].CPUPer1k, &c.Rows[i].RSSLoadMiB, &c.Rows[i].HWMMiB, &c.Rows[i].CPUvsRef, &c.Rows[i].P99vsRef} {
@@ -296,6 +369,21 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, row.Rate,
 			fmtRange(row.AddedP50, 2), fmtRange(row.AddedP90, 2), fmtRange(row.AddedP99, 2), fmtRange(row.AddedP999, 2),
 			cpu, cpuRef, p99Ref, mem, row.Errors+row.BadBodies)
+	}
+	if len(r.Throughput) > 0 {
+		fmt.Fprintf(&b, "\nClosed loop (%d connections, %s per window, whole machine): pair throughput and requests per proxy CPU-second.\n\n",
+			r.Config.ThroughputConns, r.Config.Throughput)
+		b.WriteString("| pair | rps | requests per proxy CPU-second | ×HAProxy | errors |\n|---|---:|---:|---:|---:|\n")
+		for _, row := range r.Throughput {
+			per, vs := "—", "—"
+			if row.PerCPUSecond.N > 0 {
+				per = fmtRange(row.PerCPUSecond, 0)
+			}
+			if row.PerCPUvsRef.N > 0 {
+				vs = fmt.Sprintf("%.2f×", row.PerCPUvsRef.Median)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", row.Peer, fmtRange(row.RPS, 0), per, vs, row.Errors)
+		}
 	}
 	b.WriteString("\n| peer | version |\n|---|---|\n")
 	for _, p := range r.Peers {
