@@ -264,15 +264,13 @@ func (e *Endpoint) Start() time.Time {
 	return e.cfg.Now()
 }
 
-// Finish ends what Start began and feeds its round-trip time to the
-// latency average.
-func (e *Endpoint) Finish(start time.Time) {
+// Finish ends what Start began, feeds its round-trip time to the latency
+// average and returns it.
+func (e *Endpoint) Finish(start time.Time) time.Duration {
 	e.pending.Add(-1)
 	now := e.cfg.Now()
-	rtt := float64(now.Sub(start))
-	if rtt < 0 {
-		rtt = 0
-	}
+	d := max(now.Sub(start), 0)
+	rtt := float64(d)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.decayed(now)
@@ -284,11 +282,15 @@ func (e *Endpoint) Finish(start time.Time) {
 		e.cost = e.cost*w + rtt*(1-w)
 	}
 	e.stamp = now
+	return d
 }
 
 // Abandon ends what Start began without a latency sample (the request
-// never reached the endpoint).
-func (e *Endpoint) Abandon() { e.pending.Add(-1) }
+// never reached the endpoint) and returns the time since start.
+func (e *Endpoint) Abandon(start time.Time) time.Duration {
+	e.pending.Add(-1)
+	return max(e.cfg.Now().Sub(start), 0)
+}
 
 // ConnectFailed records a failed connection attempt.
 func (e *Endpoint) ConnectFailed() {

@@ -345,3 +345,13 @@ func BenchmarkPick(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkPickSerial(b *testing.B) {
+	p := New(Config{})
+	p.Update([]Backend{{Weight: 1, Targets: targets("a:1", "b:1", "c:1", "d:1")}})
+	b.ReportAllocs()
+	for b.Loop() {
+		ep, _ := p.Pick()
+		ep.Finish(ep.Start())
+	}
+}

@@ -318,17 +318,16 @@ func (s *Server) pick() (*state, *upstream.Upstream, error) {
 
 // Route implements http1.Router.
 func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
-	start := time.Now()
 	st, u, err := s.pick()
 	if err != nil {
-		s.countRefused(st, err, start)
+		s.countRefused(st, err)
 		return http1.Route{}, err
 	}
 	ep := u.Endpoint()
-	epStart := ep.Start()
+	start := ep.Start()
 	return http1.Route{Upstream: u.HTTP1, Done: func(status int, err error) {
-		finish(ep, epStart, err)
-		st.metrics.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
+		d := finish(ep, start, err)
+		st.metrics.Response(status, err != nil || status == 0 || status >= 500, d)
 	}}, nil
 }
 
@@ -338,40 +337,39 @@ type h2Router struct{ s *Server }
 // RouteHTTP2 implements h2.Router.
 func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	s := r.s
-	start := time.Now()
 	st, u, err := s.pick()
 	if err != nil {
-		s.countRefused(st, err, start)
+		s.countRefused(st, err)
 		return h2.Target{}, err
 	}
 	ep := u.Endpoint()
-	epStart := ep.Start()
+	start := ep.Start()
 	return h2.Target{Transport: u.HTTP2, Addr: u.Addr(), Done: func(res h2.Result) {
-		finish(ep, epStart, res.Err)
-		st.metrics.Response(res.Status, res.Failure(), time.Since(start))
+		d := finish(ep, start, res.Err)
+		st.metrics.Response(res.Status, res.Failure(), d)
 	}}, nil
 }
 
 // countRefused records a request the proxy answered itself before
-// choosing an endpoint.
-func (s *Server) countRefused(st *state, err error, start time.Time) {
+// choosing an endpoint (in next to no time: its latency is counted as 0).
+func (s *Server) countRefused(st *state, err error) {
 	m := s.cfg.Metrics.Service(metrics.Outbound, s.Service())
 	if st != nil {
 		m = st.metrics
 	}
-	m.Response(proxyerr.From(err).Status, true, time.Since(start))
+	m.Response(proxyerr.From(err).Status, true, 0)
 }
 
-// finish ends a balanced exchange: a latency sample, unless the request
-// failed before the endpoint answered (a refused connect is no latency;
-// failure accrual has counted it), except timeouts, which are slow.
-func finish(ep *balance.Endpoint, start time.Time, err error) {
+// finish ends a balanced exchange and returns its duration. It feeds the
+// latency average, unless the request failed before the endpoint answered
+// (a refused connect says nothing of latency, and failure accrual counted
+// it); timeouts do count, as they are slow.
+func finish(ep *balance.Endpoint, start time.Time, err error) time.Duration {
 	var pe *proxyerr.Error
 	if err != nil && errors.As(err, &pe) && pe.Status != http.StatusGatewayTimeout {
-		ep.Abandon()
-		return
+		return ep.Abandon(start)
 	}
-	ep.Finish(start)
+	return ep.Finish(start)
 }
 
 // handle serves one connection of the workload. Right after start it
