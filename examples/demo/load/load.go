@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"weft.dev/weft/examples/demo/internal/chaos"
 )
 
 // request is one kind of request of the mix.
@@ -30,7 +32,7 @@ var (
 	apiQuote = request{name: "quote", method: http.MethodGet, path: "/api/quote", api: true}
 	// apiQuotes makes the API read a gRPC server stream from quotes.
 	apiQuotes = request{name: "quotes", method: http.MethodGet, path: "/api/quotes?count=3", api: true}
-	apiAdd   = request{name: "add", method: http.MethodPost, path: "/api/books", api: true}
+	apiAdd    = request{name: "add", method: http.MethodPost, path: "/api/books", api: true}
 )
 
 // mix returns the cycle of requests the generator sends, in order: half to
@@ -46,6 +48,10 @@ func mix(target, api string) []request {
 		return []request{webPage, apiList, webPage, apiQuote, webPage, apiBook, webPage, apiAdd, webPage, apiQuotes}
 	}
 }
+
+// proxyErrorHeader is the header in which Weft's proxy says why it
+// answered an error itself.
+const proxyErrorHeader = "Weft-Proxy-Error"
 
 // seedBooks is how many books the API starts with; GET /api/books/{id}
 // cycles through their ids so that the requests succeed.
@@ -63,6 +69,8 @@ type stats struct {
 	latencies []time.Duration
 	// versions counts API answers by their Demo-Api-Version header.
 	versions map[string]int
+	// lastFailure describes the latest error or 5xx answer, "" if none.
+	lastFailure string
 }
 
 const maxSamples = 10000
@@ -81,7 +89,10 @@ func (s *stats) skipN(n int) {
 	s.mu.Unlock()
 }
 
-func (s *stats) finish(status int, version string, d time.Duration, err error) {
+// finish records a finished request: its status (0 if it got no answer),
+// the API version that answered, its duration and its error; failure
+// describes a 5xx answer.
+func (s *stats) finish(status int, version string, d time.Duration, err error, failure string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -90,9 +101,11 @@ func (s *stats) finish(status int, version string, d time.Duration, err error) {
 		return
 	case err != nil:
 		s.errs++
+		s.lastFailure = err.Error()
 		return
 	case status >= 500:
 		s.server++
+		s.lastFailure = failure
 	case status >= 400:
 		s.client++
 	default:
@@ -111,9 +124,10 @@ func (s *stats) take() *stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := &stats{sent: s.sent, ok: s.ok, client: s.client, server: s.server, errs: s.errs,
-		canceled: s.canceled, skipped: s.skipped, latencies: s.latencies, versions: s.versions}
+		canceled: s.canceled, skipped: s.skipped, latencies: s.latencies, versions: s.versions,
+		lastFailure: s.lastFailure}
 	s.sent, s.ok, s.client, s.server, s.errs, s.canceled, s.skipped = 0, 0, 0, 0, 0, 0, 0
-	s.latencies, s.versions = nil, map[string]int{}
+	s.latencies, s.versions, s.lastFailure = nil, map[string]int{}, ""
 	return c
 }
 
@@ -130,6 +144,9 @@ func (s *stats) add(o *stats) {
 	s.skipped += o.skipped
 	for v, n := range o.versions {
 		s.versions[v] += n
+	}
+	if o.lastFailure != "" {
+		s.lastFailure = o.lastFailure
 	}
 	if room := maxSamples - len(s.latencies); room > 0 {
 		s.latencies = append(s.latencies, o.latencies[:min(room, len(o.latencies))]...)
@@ -171,6 +188,9 @@ func (s *stats) attrs(d time.Duration) []any {
 	}
 	if len(vs) > 0 {
 		a = append(a, "api_versions", strings.Join(vs, ","))
+	}
+	if s.lastFailure != "" {
+		a = append(a, "last_failure", s.lastFailure)
 	}
 	return a
 }
@@ -292,7 +312,7 @@ func (g *generator) send(ctx context.Context, r request, n uint64) {
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, url, body)
 	if err != nil {
-		g.window.finish(0, "", 0, fmt.Errorf("%s %s: %w", r.method, url, err))
+		g.window.finish(0, "", 0, fmt.Errorf("%s %s: %w", r.method, url, err), "")
 		return
 	}
 	if body != nil {
@@ -305,12 +325,23 @@ func (g *generator) send(ctx context.Context, r request, n uint64) {
 			err = context.Canceled // the run ended, not the request
 		}
 		g.log.Debug("request", "kind", r.name, "url", url, "err", err)
-		g.window.finish(0, "", 0, err)
+		g.window.finish(0, "", 0, err, "")
 		return
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	d := time.Since(start)
 	g.log.Debug("request", "kind", r.name, "url", url, "status", resp.StatusCode, "duration", d)
-	g.window.finish(resp.StatusCode, resp.Header.Get("Demo-Api-Version"), d, err)
+	var failure string
+	if resp.StatusCode >= 500 {
+		failure = fmt.Sprintf("%s %s: %s", r.method, url, resp.Status)
+		// Say who failed: the mesh's proxy, the program on purpose, or the
+		// program.
+		if why := resp.Header.Get(proxyErrorHeader); why != "" {
+			failure += " from the proxy: " + why
+		} else if resp.Header.Get(chaos.Header) != "" {
+			failure += " (injected by --fail-rate)"
+		}
+	}
+	g.window.finish(resp.StatusCode, resp.Header.Get("Demo-Api-Version"), d, err, failure)
 }

@@ -292,3 +292,35 @@ func TestProgram(t *testing.T) {
 		t.Errorf("log has no final summary:\n%s", p.Log())
 	}
 }
+
+func TestLastFailureSaysWho(t *testing.T) {
+	tests := []struct {
+		name   string
+		header http.Header
+		status int
+		want   string
+	}{
+		{"proxy", http.Header{"Weft-Proxy-Error": {"no endpoints for web.default"}}, 503,
+			"503 Service Unavailable from the proxy: no endpoints for web.default"},
+		{"injected", http.Header{"Demo-Injected-Failure": {"true"}}, 500,
+			"500 Internal Server Error (injected by --fail-rate)"},
+		{"program", nil, 502, "502 Bad Gateway"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for k, v := range tt.header {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(tt.status)
+			}))
+			defer srv.Close()
+			cfg := testConfig(srv.URL+"/", "")
+			cfg.count = 1
+			attrs := finished(t, runGenerator(t, t.Context(), cfg))
+			if got, want := attrs["last_failure"], "GET "+srv.URL+"/: "+tt.want; got != want {
+				t.Errorf("last_failure = %q, want %q", got, want)
+			}
+		})
+	}
+}
