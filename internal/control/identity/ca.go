@@ -261,3 +261,22 @@ func (s *servingCerts) Certificate() (*tls.Certificate, error) {
 	s.cur, s.renewAt = c, c.Leaf.NotBefore.Add(life*7/10)
 	return c, nil
 }
+
+// CertStatus describes one CA certificate for `weft check` and the
+// dashboard.
+type CertStatus struct {
+	Role     string // "anchor" or "issuer"
+	Subject  string
+	NotAfter time.Time
+}
+
+// Status lists the trust anchors and the issuer with their expiry, anchors
+// first. `weft check` warns when one expires within 30 days.
+func (ca *CA) Status() []CertStatus {
+	var out []CertStatus
+	for _, a := range ca.bundle.Anchors() {
+		out = append(out, CertStatus{Role: "anchor", Subject: a.Subject.String(), NotAfter: a.NotAfter})
+	}
+	is := ca.issuer.Load()
+	return append(out, CertStatus{Role: "issuer", Subject: is.cert.Subject.String(), NotAfter: is.cert.NotAfter})
+}

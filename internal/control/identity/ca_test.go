@@ -456,3 +456,19 @@ func TestRotate(t *testing.T) {
 		t.Error("the new leaf is still signed by the old issuer")
 	}
 }
+
+func TestStatus(t *testing.T) {
+	ca := newCA(t, identity.CAConfig{})
+	st := ca.Status()
+	if len(st) != 2 {
+		t.Fatalf("Status = %v, want an anchor and the issuer", st)
+	}
+	for i, want := range []string{"anchor", "issuer"} {
+		if st[i].Role != want {
+			t.Errorf("Status[%d].Role = %q, want %q", i, st[i].Role, want)
+		}
+		if d := time.Until(st[i].NotAfter); d < 29*24*time.Hour || d > 31*24*time.Hour {
+			t.Errorf("Status[%d] expires in %s, want about 30 days", i, d)
+		}
+	}
+}
