@@ -101,6 +101,9 @@ func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, timeout time.
 		}
 	}
 	if !bodySent && !early {
+		if req.body != bodyLength || int64(cc.br.Buffered()) < req.contentLength {
+			cc.clearDeadline() // the body is read from the socket
+		}
 		_, err := cc.cp.copyBody(uc.bw, cc.br, req.body, req.contentLength, req.body == bodyChunked, cc.maxHead)
 		switch he, isHead := errIsHead(err); {
 		case err == nil:

@@ -2,7 +2,6 @@ package http1
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -558,10 +557,9 @@ func responseSemantics(h *ResponseHead) error {
 	return nil
 }
 
-// errIsHead reports whether err is a refusal of a head (as opposed to an
-// I/O failure).
+// errIsHead reports whether err is a refusal of a head or a body (as
+// opposed to an I/O failure). Refusals are never wrapped.
 func errIsHead(err error) (*headError, bool) {
-	var he *headError
-	ok := errors.As(err, &he)
+	he, ok := err.(*headError)
 	return he, ok
 }

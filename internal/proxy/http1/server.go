@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -71,6 +72,8 @@ type clientConn struct {
 	// drain may interrupt the wait) and whether a drain started.
 	idle     bool
 	draining bool
+
+	deadline bool // a read deadline may be armed on c
 }
 
 // aLongTimeAgo is a deadline in the past, to interrupt a blocked read.
@@ -134,8 +137,13 @@ func (cc *clientConn) isDraining() bool {
 	return cc.draining
 }
 
-// waitRequest waits for the first byte of the next request. It reports
-// false if the connection should close instead.
+// waitRequest waits for the first byte of the next request and arms the
+// head timeout. It reports false if the connection should close instead.
+//
+// Deadlines are set only when a read may block: each one costs a runtime
+// timer update, a measurable share of a small request's CPU. A deadline
+// left armed is cleared (clearDeadline) before any read that must not
+// time out: a request body or a tunnel.
 func (cc *clientConn) waitRequest() bool {
 	if cc.br.Buffered() == 0 {
 		cc.mu.Lock()
@@ -145,6 +153,7 @@ func (cc *clientConn) waitRequest() bool {
 		}
 		cc.idle = true
 		_ = cc.c.SetReadDeadline(time.Now().Add(cc.idleTime))
+		cc.deadline = true
 		cc.mu.Unlock()
 		_, err := cc.br.Peek(1)
 		cc.mu.Lock()
@@ -156,9 +165,23 @@ func (cc *clientConn) waitRequest() bool {
 	}
 	// A request that started arriving is served even if a drain began
 	// meanwhile; it is answered with Connection: close. The deadline set
-	// here replaces the one a drain may have set.
-	_ = cc.c.SetReadDeadline(time.Now().Add(cc.hdrTimeout))
+	// here replaces the one a drain may have set; it is not needed when
+	// the whole head is already buffered.
+	if b, _ := cc.br.Peek(cc.br.Buffered()); !bytes.Contains(b, crlfcrlf) || cc.isDraining() {
+		_ = cc.c.SetReadDeadline(time.Now().Add(cc.hdrTimeout))
+		cc.deadline = true
+	}
 	return true
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// clearDeadline removes an armed read deadline.
+func (cc *clientConn) clearDeadline() {
+	if cc.deadline {
+		_ = cc.c.SetReadDeadline(time.Time{})
+		cc.deadline = false
+	}
 }
 
 // serveOne serves one request and reports whether the connection stays
@@ -183,7 +206,6 @@ func (cc *clientConn) serveOne() bool {
 		}
 		return false
 	}
-	_ = cc.c.SetReadDeadline(time.Time{})
 	req := &cc.req
 	if err := parseRequest(string(head), req); err != nil {
 		he, _ := errIsHead(err)

@@ -12,6 +12,7 @@ import (
 // closes; then it closes both. The upstream connection is never reused.
 // Bytes already read into either side's buffer are sent first.
 func (cc *clientConn) tunnel(uc *upstreamConn) error {
+	cc.clearDeadline()
 	done := make(chan error, 1)
 	go func() {
 		done <- pipe(uc.conn, cc.br)
