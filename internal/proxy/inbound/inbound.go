@@ -77,7 +77,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		cfg:     cfg,
 		log:     log,
-		app:     upstream.New(cfg.App, false, nil, nil),
+		app:     upstream.New(cfg.App, "", false, nil, nil),
 		metrics: cfg.Metrics.Service(metrics.Inbound, cfg.Service),
 	}
 	s.http1 = &http1.Server{Router: s, Logger: log}
@@ -121,13 +121,14 @@ func (r h2Router) RouteHTTP2(*http.Request) (h2.Target, error) {
 // handle serves one connection.
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	deadline := time.Now().Add(s.cfg.DetectTimeout)
-	proto, pc, err := s.cfg.Transport.Accept(c, deadline)
+	acc, err := s.cfg.Transport.Accept(c, deadline)
 	if err != nil {
 		s.log.Info("refusing connection", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
 		return
 	}
-	switch proto {
+	pc := acc.Conn
+	switch acc.Proto {
 	case transport.HTTP1:
 		s.http1.ServeConn(ctx, pc)
 		return
@@ -149,7 +150,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.forwardTCP(ctx, pc)
 		return
 	}
-	res, err := detect.DetectUntil(pc, deadline)
+	res, err := detect.DetectUntil(detect.NewConn(pc), deadline)
 	if err != nil {
 		s.log.Debug("connection closed before detection", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()

@@ -205,19 +205,20 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 			backends = append(backends, bb)
 		}
 	}
-	// Keep upstreams whose address and meshing stay; make the others.
+	// Keep upstreams whose address, meshing and identity stay; make the
+	// others.
 	for _, be := range backends {
 		for _, t := range be.Targets {
 			if _, ok := next.upstreams[t.Address]; ok || t.Address == "" {
 				continue
 			}
 			if old != nil {
-				if u, ok := old.upstreams[t.Address]; ok && u.Meshed() == t.Meshed {
+				if u, ok := old.upstreams[t.Address]; ok && u.Meshed() == t.Meshed && u.Identity() == t.Identity {
 					next.upstreams[t.Address] = u
 					continue
 				}
 			}
-			next.upstreams[t.Address] = upstream.New(t.Address, t.Meshed, s.cfg.Transport, s.bal.Endpoint(t.Address))
+			next.upstreams[t.Address] = upstream.New(t.Address, t.Identity, t.Meshed, s.cfg.Transport, s.bal.Endpoint(t.Address))
 		}
 	}
 	var stale []*upstream.Upstream

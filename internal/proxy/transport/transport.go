@@ -50,14 +50,28 @@ func (p Proto) valid() bool { return p == HTTP1 || p == HTTP2 || p == TCP }
 
 // Transport opens and accepts proxy-to-proxy connections.
 type Transport interface {
-	// Dial connects to the proxy at addr and announces proto. The returned
-	// connection carries proto's bytes from its first byte on.
-	Dial(ctx context.Context, addr string, proto Proto) (net.Conn, error)
+	// Dial connects to the proxy at addr, which must prove identity (a
+	// SPIFFE ID; transports without authentication ignore it), and
+	// announces proto. The returned connection carries proto's bytes from
+	// its first byte on.
+	Dial(ctx context.Context, addr, identity string, proto Proto) (net.Conn, error)
 	// Accept looks at a new inbound connection until deadline. If it came
-	// from a proxy, it returns its protocol and a connection positioned
-	// after the transport's framing; otherwise None and a connection that
-	// replays every byte read, for protocol detection.
-	Accept(c net.Conn, deadline time.Time) (Proto, *detect.Conn, error)
+	// from a proxy, Accepted says its protocol and its connection is
+	// positioned after the transport's framing; otherwise Proto is None
+	// and the connection replays every byte read, for protocol detection.
+	Accept(c net.Conn, deadline time.Time) (Accepted, error)
+}
+
+// Accepted is an inbound connection after Accept.
+type Accepted struct {
+	// Proto announced by the peer proxy; None when the connection did not
+	// come from a proxy.
+	Proto Proto
+	// Conn to read the application protocol from.
+	Conn net.Conn
+	// Peer is the authenticated identity of the peer proxy; empty when
+	// the transport does not authenticate or Proto is None.
+	Peer string
 }
 
 // Magic starts every preamble.
@@ -83,7 +97,7 @@ func Encode(p Proto) [PreambleLen]byte {
 }
 
 // Dial implements Transport.
-func (t *Preamble) Dial(ctx context.Context, addr string, proto Proto) (net.Conn, error) {
+func (t *Preamble) Dial(ctx context.Context, addr, _ string, proto Proto) (net.Conn, error) {
 	if !proto.valid() {
 		return nil, fmt.Errorf("dial %s: unsupported protocol %v", addr, proto)
 	}
@@ -104,24 +118,24 @@ func (t *Preamble) Dial(ctx context.Context, addr string, proto Proto) (net.Conn
 }
 
 // Accept implements Transport.
-func (t *Preamble) Accept(c net.Conn, deadline time.Time) (Proto, *detect.Conn, error) {
+func (t *Preamble) Accept(c net.Conn, deadline time.Time) (Accepted, error) {
 	pc := detect.NewConn(c)
 	b, err := pc.Peek(deadline, func(b []byte) bool {
 		return len(b) >= PreambleLen || !bytes.HasPrefix([]byte(Magic), b[:min(len(b), len(Magic))])
 	})
 	p, ok, perr := Parse(b)
 	if perr != nil {
-		return None, pc, perr
+		return Accepted{Conn: pc}, perr
 	}
 	if ok {
 		pc.Discard(PreambleLen)
-		return p, pc, nil
+		return Accepted{Proto: p, Conn: pc}, nil
 	}
 	if len(b) > 0 || detect.IsTimeout(err) {
 		// Not (yet) a preamble: let detection decide.
-		return None, pc, nil
+		return Accepted{Conn: pc}, nil
 	}
-	return None, pc, err
+	return Accepted{Conn: pc}, err
 }
 
 // Parse reports whether b starts with a complete preamble and which

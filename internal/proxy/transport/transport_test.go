@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"weft.dev/weft/internal/proxy/detect"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -84,7 +86,7 @@ func TestDialAccept(t *testing.T) {
 				var c net.Conn
 				var err error
 				if tt.meshed {
-					c, err = tr.Dial(context.Background(), ln.Addr().String(), tt.proto)
+					c, err = tr.Dial(context.Background(), ln.Addr().String(), "", tt.proto)
 				} else {
 					c, err = net.Dial("tcp", ln.Addr().String())
 				}
@@ -99,11 +101,12 @@ func TestDialAccept(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			gotProto, pc, err := tr.Accept(c, time.Now().Add(10*time.Second))
+			acc, err := tr.Accept(c, time.Now().Add(10*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := io.ReadAll(pc)
+			gotProto := acc.Proto
+			got, err := io.ReadAll(acc.Conn)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,8 +137,8 @@ func TestAcceptSilentClient(t *testing.T) {
 	}
 	defer c.Close()
 	var tr Preamble
-	p, pc, err := tr.Accept(c, time.Now().Add(20*time.Millisecond))
-	if err != nil || p != None || len(pc.Peeked()) != 0 {
-		t.Fatalf("got %v, %q, %v; want None, no bytes, nil", p, pc.Peeked(), err)
+	acc, err := tr.Accept(c, time.Now().Add(20*time.Millisecond))
+	if err != nil || acc.Proto != None || len(detect.NewConn(acc.Conn).Peeked()) != 0 {
+		t.Fatalf("got %+v, %v; want None, no bytes, nil", acc, err)
 	}
 }

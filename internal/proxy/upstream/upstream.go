@@ -23,6 +23,7 @@ import (
 // Upstream is one endpoint's connections.
 type Upstream struct {
 	addr      string
+	identity  string
 	meshed    bool
 	transport transport.Transport
 	ep        *balance.Endpoint // nil when not balanced (the local app)
@@ -33,10 +34,11 @@ type Upstream struct {
 	HTTP2 *http.Transport
 }
 
-// New returns the Upstream of addr; it does no I/O. meshed endpoints are
-// dialed through tr. ep, if not nil, receives connect outcomes.
-func New(addr string, meshed bool, tr transport.Transport, ep *balance.Endpoint) *Upstream {
-	u := &Upstream{addr: addr, meshed: meshed, transport: tr, ep: ep}
+// New returns the Upstream of addr; it does no I/O. A meshed endpoint is
+// dialed through tr and must prove identity. ep, if not nil, receives
+// connect outcomes.
+func New(addr, identity string, meshed bool, tr transport.Transport, ep *balance.Endpoint) *Upstream {
+	u := &Upstream{addr: addr, identity: identity, meshed: meshed, transport: tr, ep: ep}
 	u.HTTP1 = http1.NewPool(http1.PoolConfig{
 		Addr: addr,
 		Dial: func(ctx context.Context) (net.Conn, error) { return u.Dial(ctx, transport.HTTP1) },
@@ -51,6 +53,9 @@ func (u *Upstream) Addr() string { return u.addr }
 // Meshed reports whether the endpoint is reached through the transport.
 func (u *Upstream) Meshed() bool { return u.meshed }
 
+// Identity returns the identity a meshed endpoint must prove.
+func (u *Upstream) Identity() string { return u.identity }
+
 // Endpoint returns the balancing state, nil for an unbalanced upstream.
 func (u *Upstream) Endpoint() *balance.Endpoint { return u.ep }
 
@@ -59,7 +64,7 @@ func (u *Upstream) Dial(ctx context.Context, proto transport.Proto) (net.Conn, e
 	var c net.Conn
 	var err error
 	if u.meshed {
-		c, err = u.transport.Dial(ctx, u.addr, proto)
+		c, err = u.transport.Dial(ctx, u.addr, u.identity, proto)
 	} else {
 		var d net.Dialer
 		c, err = d.DialContext(ctx, "tcp", u.addr)
