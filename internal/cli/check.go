@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -259,6 +260,10 @@ func (c *checker) get(ctx context.Context, addr, path string) (int, []byte, erro
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the method and URL add nothing to the admin address
+		}
 		return 0, nil, err
 	}
 	defer resp.Body.Close()

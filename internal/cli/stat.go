@@ -79,7 +79,10 @@ func filterStat(st *ctlapi.Stat, name string) error {
 func writeStat(w io.Writer, st *ctlapi.Stat) error {
 	rows := slices.Clone(st.Services)
 	slices.SortFunc(rows, func(a, b ctlapi.ServiceStat) int {
-		return strings.Compare(a.Name+"."+a.Namespace, b.Name+"."+b.Namespace)
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Namespace, b.Namespace)
 	})
 	if len(rows) == 0 {
 		fmt.Fprintln(w, "No services in the mesh.")
