@@ -135,6 +135,9 @@ func badLeaves(t *testing.T, good, other *testPKI) []struct {
 		{"certSign key usage", good.leaf(t, web, withTemplate(func(c *x509.Certificate) {
 			c.KeyUsage |= x509.KeyUsageCertSign
 		})), "is a CA certificate"},
+		{"no digitalSignature key usage", good.leaf(t, web, withTemplate(func(c *x509.Certificate) {
+			c.KeyUsage = x509.KeyUsageKeyEncipherment
+		})), "lacks the digitalSignature key usage"},
 		{"RSA key", good.leaf(t, web, rsaKey), "want ECDSA P-256"},
 		{"P-384 key", good.leaf(t, web, p384Key), "want ECDSA P-256"},
 		{"upper-case trust domain", good.leaf(t, "spiffe://Cluster.local/ns/default/sa/web"), "trust domain may hold only"},

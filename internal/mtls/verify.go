@@ -24,8 +24,9 @@ const (
 // the handshake) and returns the peer's SPIFFE ID. The chain must verify to
 // an anchor of bundle with usage; the leaf must not be a CA, must carry usage
 // explicitly, must hold an ECDSA P-256 key and exactly one subject
-// alternative name, a URI that is a valid SPIFFE ID. When expectedID is not
-// empty, that ID must equal expectedID byte for byte.
+// alternative name, a URI that is a valid SPIFFE ID, and the
+// digitalSignature key usage. When expectedID is not empty, that ID must
+// equal expectedID byte for byte.
 func VerifyPeer(certs []*x509.Certificate, bundle *Bundle, usage Usage, expectedID string) (string, error) {
 	return verify(certs, bundle, usage, expectedID, false)
 }
@@ -99,6 +100,11 @@ func leafID(leaf *x509.Certificate, hostSANs bool) (string, error) {
 	if leaf.IsCA || leaf.KeyUsage&x509.KeyUsageCertSign != 0 {
 		// A CA leaf could sign certificates for any identity.
 		return "", errors.New("mtls: peer certificate is a CA certificate, not a workload certificate")
+	}
+	if leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		// TLS 1.3 authenticates with a signature; a key not meant for
+		// signatures is not a workload key.
+		return "", errors.New("mtls: peer certificate lacks the digitalSignature key usage")
 	}
 	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
 	if !ok || pub.Curve != elliptic.P256() {

@@ -45,6 +45,13 @@ func (s *Server) Certify(ctx context.Context, req *identityv1.CertifyRequest) (*
 		}
 		return nil, status.Errorf(codes.Unavailable, "proof of identity could not be checked: %v; retry later", err)
 	}
+	if peerID, err := PeerID(ctx); err == nil && peerID != id.String() {
+		// A renewal over mutual TLS: the certificate and the token must
+		// name the same workload, else one of them was stolen or mixed up.
+		s.log.WarnContext(ctx, "certificate and token disagree", "proxy", req.GetProxyId(), "certificate", peerID, "token", id.String())
+		return nil, status.Errorf(codes.PermissionDenied,
+			"the client certificate is %s but the token proves %s; give each proxy its own workload's token", peerID, id)
+	}
 	if id == ControllerIdentity(s.ca.TrustDomain()) {
 		// A workload holding the controller's identity could impersonate
 		// the controller to every proxy: it is never issued through the API.

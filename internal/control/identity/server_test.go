@@ -298,20 +298,20 @@ func TestPeerID(t *testing.T) {
 		return h(ctx, req)
 	}
 	addr := serve(t, ca, tokens, grpc.UnaryInterceptor(record))
-	key := ecKey(t)
-	chain, err := ca.Sign(csrFor(t, key, &x509.CertificateRequest{}), apiID, 0)
+	webKey := ecKey(t)
+	webChain, err := ca.Sign(csrFor(t, webKey, &x509.CertificateRequest{}), webID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var proxyCert mtls.Current
-	proxyCert.Store(&tls.Certificate{Certificate: chain, PrivateKey: key})
+	var webCert mtls.Current
+	webCert.Store(&tls.Certificate{Certificate: webChain, PrivateKey: webKey})
 	tests := []struct {
 		name string
 		src  mtls.CertSource
 		want string
 	}{
 		{"no client certificate", nil, "mtls: peer presented no certificate"},
-		{"client certificate", &proxyCert, apiID.String() + "<nil>"},
+		{"client certificate", &webCert, webID.String() + "<nil>"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -323,5 +323,29 @@ func TestPeerID(t *testing.T) {
 				t.Errorf("PeerID = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCertifyTokenCertificateMismatch: over mutual TLS, the token must
+// prove the identity of the presented certificate.
+func TestCertifyTokenCertificateMismatch(t *testing.T) {
+	ca := newCA(t, identity.CAConfig{})
+	tokens := identity.NewJoinTokens()
+	webTok, err := tokens.Issue(webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := ecKey(t)
+	chain, err := ca.Sign(csrFor(t, key, &x509.CertificateRequest{}), apiID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apiCert mtls.Current
+	apiCert.Store(&tls.Certificate{Certificate: chain, PrivateKey: key})
+	c := client(t, serve(t, ca, tokens), mtls.ControlClientConfig(&apiCert, ca.Bundle(), controllerID))
+	_, err = certify(t, c, csrDER(t, &x509.CertificateRequest{}), webTok)
+	st := status.Convert(err)
+	if want := "the client certificate is " + apiID.String() + " but the token proves " + webID.String(); st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), want) {
+		t.Errorf("Certify = %v %q, want PermissionDenied containing %q", st.Code(), st.Message(), want)
 	}
 }

@@ -185,17 +185,29 @@ func (m *Manager) ControlCredentials() credentials.TransportCredentials {
 // Run requests the first certificate, then renews it, until ctx ends. It
 // returns nil when ctx ends and an error only if the gRPC client cannot be
 // built.
+//
+// The first request is server-authenticated only: the token is the proof.
+// Each request after a success goes over a new connection, which presents
+// the current certificate, so renewals are mutually authenticated and the
+// controller can check that the token and the certificate agree.
 func (m *Manager) Run(ctx context.Context) error {
-	conn, err := grpc.NewClient(m.cfg.ControllerAddr, grpc.WithTransportCredentials(m.ControlCredentials()))
-	if err != nil {
-		return fmt.Errorf("proxy identity: controller %s: %w", m.cfg.ControllerAddr, err)
-	}
-	defer conn.Close()
-	client := identityv1.NewIdentityClient(conn)
+	var conn *grpc.ClientConn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
 	backoff := m.cfg.RetryMin
 	for {
+		if conn == nil {
+			var err error
+			conn, err = grpc.NewClient(m.cfg.ControllerAddr, grpc.WithTransportCredentials(m.ControlCredentials()))
+			if err != nil {
+				return fmt.Errorf("proxy identity: controller %s: %w", m.cfg.ControllerAddr, err)
+			}
+		}
 		var wait time.Duration
-		renewIn, err := m.certify(ctx, client)
+		renewIn, err := m.certify(ctx, identityv1.NewIdentityClient(conn))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -210,6 +222,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			// Jitter down by up to 10% so proxies started together spread
 			// their renewals.
 			wait = renewIn - time.Duration(rand.Float64()*0.1*float64(renewIn))
+			// The next request gets a connection presenting the new
+			// certificate.
+			conn.Close()
+			conn = nil
 		}
 		t := time.NewTimer(wait)
 		select {

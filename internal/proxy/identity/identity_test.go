@@ -64,13 +64,13 @@ func newCA(t *testing.T, r roots, cfg ctlidentity.CAConfig) *ctlidentity.CA {
 
 // controller serves the Identity API over TLS on loopback until the test
 // ends, as weft-controller does.
-func controller(t *testing.T, ca *ctlidentity.CA, auth ctlidentity.Authenticator) string {
+func controller(t *testing.T, ca *ctlidentity.CA, auth ctlidentity.Authenticator, opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(mtls.ControlServerConfig(ca.ServingCerts(nil, nil), ca.Bundle()))))
+	srv := grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(mtls.ControlServerConfig(ca.ServingCerts(nil, nil), ca.Bundle()))))...)
 	identityv1.RegisterIdentityServer(srv, ctlidentity.NewServer(ca, auth, discard()))
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
@@ -500,4 +500,35 @@ func TestRenewalUnderLoad(t *testing.T) {
 		t.Errorf("server saw %d client certificates, want at least 3", clients)
 	}
 	t.Logf("%d requests, server renewals %d, client renewals %d", requests, srvM.Renewals(), cliM.Renewals())
+}
+
+// TestRenewalIsMutual: the first request carries no client certificate;
+// every renewal presents the current one.
+func TestRenewalIsMutual(t *testing.T) {
+	r := genRoots(t)
+	ca := newCA(t, r, ctlidentity.CAConfig{DefaultLifetime: 3 * time.Second, MaxLifetime: 3 * time.Second})
+	tokens := ctlidentity.NewJoinTokens()
+	var mu sync.Mutex // guards peers
+	var peers []string
+	record := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		id, err := ctlidentity.PeerID(ctx)
+		if err != nil {
+			id = "none"
+		}
+		mu.Lock()
+		peers = append(peers, id)
+		mu.Unlock()
+		return h(ctx, req)
+	}
+	addr := controller(t, ca, tokens, grpc.UnaryInterceptor(record))
+	m := newManager(t, identity.Config{ControllerAddr: addr, Bundle: proxyBundle(t, r), Token: issue(t, tokens, webID)})
+	start(t, m)
+	waitFor(t, "two renewals", func() bool { return m.Renewals() >= 2 })
+	mu.Lock()
+	got := append([]string(nil), peers[:3]...)
+	mu.Unlock()
+	want := []string{"none", webID.String(), webID.String()}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("client identities seen by the controller = %v, want %v", got, want)
+	}
 }
