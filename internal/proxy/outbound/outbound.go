@@ -155,7 +155,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Wait()
 	if st := s.state.Load(); st != nil {
 		for _, u := range st.upstreams {
-			u.Close()
+			u.Remove()
 		}
 	}
 	return err
@@ -251,7 +251,7 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 		close(s.ready)
 	}
 	for _, u := range stale {
-		u.Close()
+		u.Remove()
 	}
 	s.log.Info("destination updated", "service", service, "version", snap.GetVersion(),
 		"exists", snap.GetExists(), "endpoints", s.bal.Len(), "removed", len(stale))
@@ -288,8 +288,8 @@ func (s *Server) current(ctx context.Context) *state {
 	return nil
 }
 
-// pick chooses an endpoint, or fails with the proxy's answer. It counts
-// the request. It never blocks: connections wait for the first snapshot
+// pick chooses an endpoint and acquires its upstream (the caller releases
+// it), or fails with the proxy's answer. It counts the request. It never blocks: connections wait for the first snapshot
 // in handle, before their first request.
 func (s *Server) pick() (*state, *upstream.Upstream, error) {
 	st := s.state.Load()
@@ -304,13 +304,13 @@ func (s *Server) pick() (*state, *upstream.Upstream, error) {
 		return st, nil, proxyerr.New(http.StatusServiceUnavailable, "unknown service %s", st.service)
 	}
 	// A pick that raced with an update may name an endpoint whose
-	// upstream the state it read does not hold yet: pick again.
+	// upstream is gone or leaving: pick again.
 	for range 3 {
 		ep, err := s.bal.Pick()
 		if errors.Is(err, balance.ErrNoEndpoints) {
 			break
 		}
-		if u := s.state.Load().upstreams[ep.Address()]; u != nil {
+		if u := s.state.Load().upstreams[ep.Address()]; u != nil && u.Acquire() {
 			return st, u, nil
 		}
 	}
@@ -327,6 +327,7 @@ func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
 	ep := u.Endpoint()
 	start := ep.Start()
 	return http1.Route{Upstream: u.HTTP1, Done: func(status int, err error) {
+		u.Release()
 		d := finish(ep, start, err)
 		st.metrics.Response(status, err != nil || status == 0 || status >= 500, d)
 	}}, nil
@@ -346,6 +347,7 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	ep := u.Endpoint()
 	start := ep.Start()
 	return h2.Target{Transport: u.HTTP2, Addr: u.Addr(), Done: func(res h2.Result) {
+		u.Release()
 		d := finish(ep, start, res.Err)
 		st.metrics.Response(res.Status, res.Failure(), d)
 	}}, nil
@@ -435,6 +437,7 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		up, err = u.Dial(dctx, transport.TCP)
 		cancel()
+		u.Release()
 		if err == nil {
 			break
 		}

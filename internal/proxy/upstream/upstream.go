@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 
 	"weft.dev/weft/internal/proxy/balance"
 	"weft.dev/weft/internal/proxy/h2"
@@ -22,6 +23,10 @@ import (
 
 // Upstream is one endpoint's connections.
 type Upstream struct {
+	// users counts exchanges holding the upstream (Acquire), with
+	// removedBit set once Remove was called.
+	users atomic.Int64
+
 	addr      string
 	identity  string
 	meshed    bool
@@ -82,7 +87,40 @@ func (u *Upstream) Dial(ctx context.Context, proto transport.Proto) (net.Conn, e
 	return c, nil
 }
 
-// Close closes idle connections; exchanges in flight finish.
+const removedBit = int64(1) << 62
+
+// Acquire marks an exchange about to use the upstream. It fails once
+// Remove was called: the caller picks another endpoint. Every successful
+// Acquire is paired with one Release.
+func (u *Upstream) Acquire() bool {
+	for {
+		v := u.users.Load()
+		if v&removedBit != 0 {
+			return false
+		}
+		if u.users.CompareAndSwap(v, v+1) {
+			return true
+		}
+	}
+}
+
+// Release ends what Acquire began; the last exchange of a removed
+// upstream closes it.
+func (u *Upstream) Release() {
+	if u.users.Add(-1) == removedBit {
+		u.Close()
+	}
+}
+
+// Remove stops new exchanges and closes the upstream once the exchanges
+// in flight released it; requests already routed to it are served.
+func (u *Upstream) Remove() {
+	if u.users.Or(removedBit) == 0 {
+		u.Close()
+	}
+}
+
+// Close closes idle connections at once; exchanges in flight finish.
 func (u *Upstream) Close() {
 	u.HTTP1.Close()
 	u.HTTP2.CloseIdleConnections()
