@@ -4,7 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 	"testing"
 )
@@ -112,6 +118,19 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 	})
 	b.Run("sequential", func(b *testing.B) {
 		benchSequential(b, ln.Addr().String(), request)
+	})
+	b.Run("reverseproxy-reference", func(b *testing.B) {
+		// The same exchange through net/http's ReverseProxy, for
+		// comparison in the same run.
+		target, _ := url.Parse("http://" + addr)
+		rp := httputil.NewSingleHostReverseProxy(target)
+		rp.ErrorLog = log.New(io.Discard, "", 0)
+		tr := &http.Transport{MaxIdleConnsPerHost: 64}
+		rp.Transport = tr
+		rs := httptest.NewServer(rp)
+		defer rs.Close()
+		defer tr.CloseIdleConnections()
+		benchSequential(b, rs.Listener.Addr().String(), request)
 	})
 	b.Run("parallel", func(b *testing.B) {
 		b.ReportAllocs()

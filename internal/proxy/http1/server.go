@@ -208,12 +208,18 @@ func (cc *clientConn) serveOne() bool {
 	}
 	req := &cc.req
 	if err := parseRequest(string(head), req); err != nil {
-		he, _ := errIsHead(err)
+		he, ok := errIsHead(err)
+		if !ok {
+			he = &headError{status: http.StatusBadRequest, msg: err.Error()}
+		}
 		cc.answer(he.status, "invalid request: "+he.msg, true)
 		cc.lingerClose()
 		return false
 	}
 
+	if cc.s.Router == nil {
+		return cc.answer(http.StatusBadGateway, "proxy misconfigured: no router for HTTP/1.1", true)
+	}
 	route, err := cc.s.Router.Route(req)
 	if err != nil {
 		pe := proxyerr.From(err)
