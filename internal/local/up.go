@@ -149,7 +149,7 @@ func Up(ctx context.Context, o Options) (err error) {
 	store := memory.New(config.DefaultTrustDomain)
 	ctrl, err := newControlPlane(controlConfig{
 		GRPCAddr: o.GRPCAddr, HTTPAddr: o.HTTPAddr, Token: token, Store: store,
-		Logger: log.With("component", "controller"), ScrapeInterval: 5 * time.Second,
+		Logger: log.With("component", "controller"),
 	})
 	if err != nil {
 		return fmt.Errorf("embedded controller: %w", err)
