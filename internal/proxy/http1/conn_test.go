@@ -521,3 +521,17 @@ func TestStaleConnectionExpectContinue(t *testing.T) {
 		t.Errorf("got %d %q, want 200 from upstream connection 2", resp.StatusCode, body)
 	}
 }
+
+func TestProxyAnswerToHead(t *testing.T) {
+	up := startUpstream(t, echoHandler())
+	p := startProxy(t, up.Listener.Addr().String(), nil)
+	p.router.setErr(errNoEndpoints)
+	c := dialRaw(t, p.addr)
+	c.send(t, "HEAD /x HTTP/1.1\r\nHost: h\r\n\r\nHEAD /y HTTP/1.1\r\nHost: h\r\n\r\n")
+	for i := range 2 {
+		resp := c.response(t, "HEAD")
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Weft-Proxy-Error") == "" {
+			t.Errorf("answer %d: got %d, want 503 with a reason", i, resp.StatusCode)
+		}
+	}
+}

@@ -263,8 +263,12 @@ func (cc *clientConn) answer(status int, reason string, closeConn bool) bool {
 		_, _ = bw.WriteString("\r\nConnection: close")
 	}
 	_, _ = bw.WriteString("\r\n\r\n")
-	_, _ = bw.WriteString(reason)
-	_ = bw.WriteByte('\n')
+	if cc.req.method != "HEAD" {
+		// A body after a HEAD answer would be read as the next
+		// response on a kept-alive connection.
+		_, _ = bw.WriteString(reason)
+		_ = bw.WriteByte('\n')
+	}
 	if err := bw.Flush(); err != nil {
 		return false
 	}
