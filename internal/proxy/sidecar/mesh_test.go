@@ -56,7 +56,7 @@ type httpApp struct {
 	started chan struct{}
 }
 
-func startHTTPApp(t *testing.T, name string) *httpApp {
+func startHTTPApp(t testing.TB, name string) *httpApp {
 	t.Helper()
 	a := &httpApp{name: name, release: make(chan struct{}), started: make(chan struct{}, 16)}
 	mux := http.NewServeMux()
@@ -131,7 +131,7 @@ var echoDesc = grpc.ServiceDesc{
 
 // startGRPCApp serves the health service (service "api" SERVING) and the
 // raw-bytes Echo service.
-func startGRPCApp(t *testing.T) (string, *health.Server) {
+func startGRPCApp(t testing.TB) (string, *health.Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -148,7 +148,7 @@ func startGRPCApp(t *testing.T) (string, *health.Server) {
 }
 
 // startEcho serves a TCP echo that half-closes after the client does.
-func startEcho(t *testing.T) string {
+func startEcho(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -176,7 +176,7 @@ func startEcho(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func closedPort(t *testing.T) string {
+func closedPort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -196,7 +196,7 @@ type proxy struct {
 }
 
 // startProxy runs a sidecar until the test ends (or stop is called).
-func startProxy(t *testing.T, cfg sidecar.Config) *proxy {
+func startProxy(t testing.TB, cfg sidecar.Config) *proxy {
 	t.Helper()
 	cfg.Admin = "127.0.0.1:0"
 	cfg.DetectTimeout = 200 * time.Millisecond
@@ -219,7 +219,7 @@ func startProxy(t *testing.T, cfg sidecar.Config) *proxy {
 	return p
 }
 
-func (p *proxy) stop(t *testing.T) {
+func (p *proxy) stop(t testing.TB) {
 	t.Helper()
 	p.cancel()
 	if err := <-p.done; err != nil {
@@ -228,7 +228,7 @@ func (p *proxy) stop(t *testing.T) {
 	p.done <- nil // later stops return at once
 }
 
-func (p *proxy) adminGet(t *testing.T, path string) (int, string) {
+func (p *proxy) adminGet(t testing.TB, path string) (int, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + p.AdminAddr() + path)
 	if err != nil {
@@ -240,7 +240,7 @@ func (p *proxy) adminGet(t *testing.T, path string) (int, string) {
 }
 
 // waitReady waits until /ready answers 200.
-func (p *proxy) waitReady(t *testing.T) {
+func (p *proxy) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(hangGuard)
 	for {
@@ -257,7 +257,7 @@ func (p *proxy) waitReady(t *testing.T) {
 
 // waitDestination waits until /status shows service at version with n
 // endpoints.
-func (p *proxy) waitDestination(t *testing.T, service string, version uint64, n int) {
+func (p *proxy) waitDestination(t testing.TB, service string, version uint64, n int) {
 	t.Helper()
 	deadline := time.Now().Add(hangGuard)
 	for {
@@ -315,7 +315,7 @@ type mesh struct {
 	echoAddr string
 }
 
-func startMesh(t *testing.T, drain time.Duration) *mesh {
+func startMesh(t testing.TB, drain time.Duration) *mesh {
 	t.Helper()
 	m := &mesh{ctl: discoverytest.New(), out: map[string]string{}}
 	ctlAddr, err := m.ctl.Start()

@@ -16,9 +16,11 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/config"
@@ -127,7 +129,9 @@ func (s *Sidecar) Ready() (bool, string) {
 		}
 		return false, reason
 	}
-	if !in.GetKnown() {
+	// A proxy with no inbound port (an ingress, a client-only workload)
+	// needs the answer, not a workload the controller knows.
+	if !in.GetKnown() && len(s.cfg.Inbound) > 0 {
 		return false, fmt.Sprintf("the controller does not know workload %s (proxy %s); check --service and --namespace", s.service, s.cfg.ID)
 	}
 	return true, ""
@@ -161,7 +165,12 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(s.cfg.Controller, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(s.cfg.Controller,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Notice a controller that vanished without closing its
+		// connections. gRPC servers refuse pings more frequent than every
+		// 5 minutes by default, hence the long interval.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))
 	if err != nil {
 		closeAll(adminLn, inLns, outLns)
 		return fmt.Errorf("controller %s: %w", s.cfg.Controller, err)
