@@ -43,6 +43,7 @@ func run() error {
 		quick    = flag.Bool("quick", false, "smoke run: one 2s window at 1000 rps, one repetition")
 		quiet    = flag.Float64("quiet-below", 0.3, "before each window, wait until other processes use less than this many vCPU (0: do not wait)")
 		quietMax = flag.Duration("quiet-wait", 2*time.Minute, "longest wait for -quiet-below before measuring anyway")
+		retries  = flag.Int("retries", 2, "measure a window again, up to this many times, when other processes used more than -quiet-below during it")
 		verbose  = flag.Bool("v", false, "log every window")
 	)
 	flag.Parse()
@@ -64,7 +65,7 @@ func run() error {
 	}
 	cfg := harness.Config{
 		Peers: ps, Rates: rs, Duration: *duration, Warmup: *warmup, Reps: *reps, Connections: *conns,
-		QuietBelow: *quiet, QuietWait: *quietMax, Throughput: *thru, ThroughputConns: *thruC,
+		QuietBelow: *quiet, QuietWait: *quietMax, Retries: *retries, Throughput: *thru, ThroughputConns: *thruC,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if *quick {

@@ -66,6 +66,9 @@ type Config struct {
 	QuietBelow float64
 	// QuietWait bounds the wait for quiet; 0 means 2 minutes.
 	QuietWait time.Duration
+	// Retries is how many times a window disturbed by other processes (more than QuietBelow
+	// vCPU during it) is measured again; the quietest attempt counts.
+	Retries int
 	// Quick marks the report as a smoke run.
 	Quick bool
 	// Logger receives progress; nil means discard.
@@ -216,7 +219,7 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 				if err := ctx.Err(); err != nil {
 					return rep, err
 				}
-				s, err := measure(ctx, cfg, run, payload, rate, r, echoProc.PID)
+				s, err := measureQuiet(ctx, cfg, run, payload, rate, r, echoProc.PID)
 				if err != nil {
 					return rep, err
 				}
@@ -233,7 +236,7 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
-			s, err := measure(ctx, cfg, run, payload, 0, r, echoProc.PID)
+			s, err := measureQuiet(ctx, cfg, run, payload, 0, r, echoProc.PID)
 			if err != nil {
 				return rep, err
 			}
@@ -257,6 +260,27 @@ func order(pairs []running, rep int) []running {
 	out := []running{pairs[0]}
 	out = append(out, rest[k:]...)
 	return append(out, rest[:k]...)
+}
+
+// measureQuiet measures a window and, when other processes used more than cfg.QuietBelow
+// vCPU during it, measures it again, up to cfg.Retries times; the quietest attempt counts.
+func measureQuiet(ctx context.Context, cfg Config, run running, payload []byte, rate float64, rep, echoPID int) (report.Scenario, error) {
+	var best report.Scenario
+	for attempt := 0; ; attempt++ {
+		s, err := measure(ctx, cfg, run, payload, rate, rep, echoPID)
+		if err != nil {
+			return s, err
+		}
+		if attempt == 0 || s.ForeignVCPU < best.ForeignVCPU {
+			best = s
+		}
+		best.Attempts = attempt + 1
+		if cfg.QuietBelow <= 0 || best.ForeignVCPU < cfg.QuietBelow || attempt >= cfg.Retries {
+			return best, nil
+		}
+		cfg.Logger.Info("window disturbed by other processes, measuring again", "peer", s.Peer, "rate", rate,
+			"foreign_vcpu", fmt.Sprintf("%.2f", s.ForeignVCPU))
+	}
 }
 
 // measure runs one window at rate, or closed loop when rate is 0.

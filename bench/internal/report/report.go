@@ -115,6 +115,8 @@ type Scenario struct {
 	// ForeignVCPU is the CPU used during the window by processes outside the benchmark, in
 	// vCPU (busy machine time minus the harness's process tree, per second): noise.
 	ForeignVCPU float64 `json:"foreign_vcpu"`
+	// Attempts is how many times the window was measured to find a quiet one.
+	Attempts int `json:"attempts,omitempty"`
 	// RSS (VmRSS at the end of the window) and HWM (VmHWM, peak since start) per proxy, bytes.
 	RSSA uint64 `json:"rss_a"`
 	RSSB uint64 `json:"rss_b"`
