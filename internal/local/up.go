@@ -129,6 +129,9 @@ func Up(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	if err := bins.buildAll(ctx, o.Out); err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while building
+		}
 		return err
 	}
 
