@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	meshv1 "weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/config"
 )
 
 // Config of a Client. Zero values take the defaults noted.
@@ -272,4 +273,19 @@ func (w *Watch[T]) store(snap *T) {
 	old := w.state.Load()
 	w.state.Store(&watchState[T]{snap: snap, changed: make(chan struct{})})
 	close(old.changed)
+}
+
+// Protocol maps the API's protocol to the configuration model's.
+func Protocol(p meshv1.Protocol) config.Protocol {
+	switch p {
+	case meshv1.Protocol_HTTP1:
+		return config.ProtocolHTTP1
+	case meshv1.Protocol_HTTP2:
+		return config.ProtocolHTTP2
+	case meshv1.Protocol_GRPC:
+		return config.ProtocolGRPC
+	case meshv1.Protocol_TCP:
+		return config.ProtocolTCP
+	}
+	return config.ProtocolDetect
 }

@@ -32,9 +32,14 @@ import (
 type Config struct {
 	// App is the application's host:port; required.
 	App string
-	// Protocol the application speaks on this port; zero detects it per
-	// connection. Connections from proxies announce theirs.
+	// Protocol the application speaks on this port; zero asks Declared,
+	// then detects it per connection. Connections from proxies announce
+	// theirs.
 	Protocol config.Protocol
+	// Declared, if not nil, returns the protocol the controller declares
+	// for the port (zero when it declares none). It is called per
+	// connection and must not block.
+	Declared func() config.Protocol
 	// Service is the workload's canonical service name, "web.default";
 	// the metrics label of inbound traffic.
 	Service string
@@ -139,7 +144,11 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.forwardTCP(ctx, pc)
 		return
 	}
-	switch s.cfg.Protocol {
+	proto := s.cfg.Protocol
+	if proto == config.ProtocolDetect && s.cfg.Declared != nil {
+		proto = s.cfg.Declared()
+	}
+	switch proto {
 	case config.ProtocolHTTP1:
 		s.http1.ServeConn(ctx, pc)
 		return

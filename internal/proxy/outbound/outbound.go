@@ -190,7 +190,7 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 		snap:      snap,
 		service:   service,
 		metrics:   s.cfg.Metrics.Service(metrics.Outbound, service),
-		protocol:  protocolOf(snap.GetProtocol()),
+		protocol:  discovery.Protocol(snap.GetProtocol()),
 		upstreams: map[string]*upstream.Upstream{},
 	}
 	var backends []balance.Backend
@@ -255,20 +255,6 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 	}
 	s.log.Info("destination updated", "service", service, "version", snap.GetVersion(),
 		"exists", snap.GetExists(), "endpoints", s.bal.Len(), "removed", len(stale))
-}
-
-func protocolOf(p meshv1.Protocol) config.Protocol {
-	switch p {
-	case meshv1.Protocol_HTTP1:
-		return config.ProtocolHTTP1
-	case meshv1.Protocol_HTTP2:
-		return config.ProtocolHTTP2
-	case meshv1.Protocol_GRPC:
-		return config.ProtocolGRPC
-	case meshv1.Protocol_TCP:
-		return config.ProtocolTCP
-	}
-	return config.ProtocolDetect
 }
 
 // current returns the applied state, waiting for the first snapshot up to

@@ -921,3 +921,37 @@ func TestTLSAndServerFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestInboundDeclaredProtocol: a port the controller declares opaque is
+// forwarded as TCP even though its traffic looks like HTTP.
+func TestInboundDeclaredProtocol(t *testing.T) {
+	ctl := discoverytest.New()
+	ctlAddr, err := ctl.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ctl.Stop)
+	app := startHTTPApp(t, "app")
+	_, portStr, _ := net.SplitHostPort(app.addr)
+	var port uint32
+	fmt.Sscan(portStr, &port)
+	ctl.SetInbound("db-0", &meshv1.InboundSnapshot{Version: 1, Known: true, Service: "db.default",
+		Ports: []*meshv1.InboundPort{{Port: port, Protocol: meshv1.Protocol_TCP}}})
+	p := startProxy(t, sidecar.Config{ID: "db-0", Service: "db", Controller: ctlAddr,
+		Inbound: []sidecar.InboundSpec{{Listen: "127.0.0.1:0", App: app.addr}}})
+	p.waitReady(t)
+	code, _, body := curl(t, "http://"+p.InboundAddrs()[0]+"/who")
+	if code != "200" || body != "app" {
+		t.Fatalf("got %s %q", code, body)
+	}
+	_, metrics := p.adminGet(t, "/metrics")
+	for _, want := range []string{
+		`weft_tcp_open_total{direction="inbound",service="db.default"} 1`,
+		// Not parsed as HTTP.
+		`weft_requests_total{direction="inbound",service="db.default"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(metrics, "db.default"))
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,7 +202,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	for i, ln := range inLns {
 		spec := s.cfg.Inbound[i]
 		srv := inbound.New(inbound.Config{
-			App: spec.App, Protocol: spec.Protocol, Service: s.service, Transport: s.tr, Metrics: s.metrics,
+			App: spec.App, Protocol: spec.Protocol, Declared: declared(disc, spec.App),
+			Service: s.service, Transport: s.tr, Metrics: s.metrics,
 			DetectTimeout: s.cfg.DetectTimeout, DrainTimeout: s.cfg.DrainTimeout, Logger: s.log,
 		})
 		servers.Add(1)
@@ -258,6 +260,21 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	s.log.Info("stopped")
 	return runErr
+}
+
+// declared returns the protocol the controller declares for the
+// application port of app, from the newest inbound snapshot.
+func declared(disc *discovery.Client, app string) func() config.Protocol {
+	_, portStr, _ := net.SplitHostPort(app)
+	port, _ := strconv.ParseUint(portStr, 10, 32)
+	return func() config.Protocol {
+		for _, p := range disc.Inbound().Load().GetPorts() {
+			if uint64(p.GetPort()) == port {
+				return discovery.Protocol(p.GetProtocol())
+			}
+		}
+		return config.ProtocolDetect
+	}
 }
 
 // bind opens every listener, or none.
