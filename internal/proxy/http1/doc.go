@@ -12,6 +12,12 @@
 // than the server behind it is the root of request smuggling: see the
 // comments in parse.go for each rule and the attack it stops.
 //
+// Limits of the synchronous design: the request body is sent before the
+// response is read, so an upstream that answers while it still reads a large
+// body is served only once it stops reading (its early answer is then
+// relayed); HTTP/1.1 full-duplex streaming is not supported. A client that
+// stops reading a response stalls only its own exchange.
+//
 // Who may import it: the proxy's inbound and outbound listeners
 // (internal/proxy/...), which implement Router and own Pools. The contract
 // with them is in contract.go.
