@@ -73,15 +73,18 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := harness.Run(ctx, cfg)
-	if err != nil {
-		return err
+	rep, runErr := harness.Run(ctx, cfg)
+	if rep == nil || len(rep.Scenarios) == 0 {
+		return runErr
+	}
+	if runErr != nil {
+		fmt.Fprintf(os.Stderr, "weftbench: stopped early (%v); the figures below cover the windows measured so far\n", runErr)
 	}
 	if err := rep.WriteMarkdown(os.Stdout); err != nil {
 		return err
 	}
 	if *out == "" {
-		return nil
+		return runErr
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return fmt.Errorf("create -out directory: %w", err)
@@ -104,5 +107,5 @@ func run() error {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "results written to %s.{json,md}\n", base)
-	return nil
+	return runErr
 }

@@ -120,6 +120,9 @@ type running struct {
 
 // Run performs the benchmark and returns its report; peers that cannot run here are listed as
 // skipped with the reason. It returns an error only when nothing can be measured.
+//
+// When ctx ends during the measurements, Run returns the windows measured so far, summarised,
+// together with ctx's error.
 func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -159,6 +162,11 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 		}
 	}()
 
+	defer func() {
+		if rep != nil {
+			rep.Summarise()
+		}
+	}()
 	var pairs []running
 	defer func() {
 		for _, r := range pairs {
@@ -223,6 +231,9 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 				if err != nil {
 					return rep, err
 				}
+				if err := ctx.Err(); err != nil {
+					return rep, err // the window was cut short: not a measurement
+				}
 				log.Info("window", "peer", s.Peer, "rate", rate, "rep", r, "achieved", fmt.Sprintf("%.0f", s.Achieved),
 					"p50_ms", fmt.Sprintf("%.3f", s.P50), "p99_ms", fmt.Sprintf("%.3f", s.P99),
 					"cpu_a", fmt.Sprintf("%.2f", s.CPUA), "cpu_b", fmt.Sprintf("%.2f", s.CPUB), "errors", s.Errors+s.BadBodies)
@@ -240,12 +251,14 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 			if err != nil {
 				return rep, err
 			}
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
 			log.Info("closed-loop window", "peer", s.Peer, "rep", r, "rps", fmt.Sprintf("%.0f", s.Achieved),
 				"cpu_a", fmt.Sprintf("%.2f", s.CPUA), "cpu_b", fmt.Sprintf("%.2f", s.CPUB), "errors", s.Errors+s.BadBodies)
 			rep.Scenarios = append(rep.Scenarios, s)
 		}
 	}
-	rep.Summarise()
 	return rep, nil
 }
 
