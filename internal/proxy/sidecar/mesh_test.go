@@ -664,15 +664,18 @@ type load struct {
 	mu       sync.Mutex
 	lastErr  string
 	tr       *http.Transport
+	// done counts the requests each worker finished.
+	done []atomic.Int64
 }
 
 func startLoad(t *testing.T, url string, workers int) *load {
-	l := &load{stop: make(chan struct{}), tr: &http.Transport{MaxIdleConnsPerHost: workers}}
+	l := &load{stop: make(chan struct{}), tr: &http.Transport{MaxIdleConnsPerHost: workers}, done: make([]atomic.Int64, workers)}
 	client := &http.Client{Transport: l.tr, Timeout: hangGuard}
-	for range workers {
+	for w := range workers {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			defer l.done[w].Add(1) // unblocks waitEach after stop
 			for {
 				select {
 				case <-l.stop:
@@ -680,6 +683,7 @@ func startLoad(t *testing.T, url string, workers int) *load {
 				default:
 				}
 				resp, err := client.Get(url)
+				l.done[w].Add(1)
 				if err == nil {
 					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
@@ -710,6 +714,25 @@ func (l *load) end() {
 	}
 	l.wg.Wait()
 	l.tr.CloseIdleConnections()
+}
+
+// waitEach waits until every worker finished the request it had in flight
+// when waitEach was called.
+func (l *load) waitEach(t *testing.T) {
+	t.Helper()
+	start := make([]int64, len(l.done))
+	for i := range l.done {
+		start[i] = l.done[i].Load()
+	}
+	deadline := time.Now().Add(hangGuard)
+	for i := range l.done {
+		for l.done[i].Load() == start[i] {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d stalled", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 // waitOK waits until at least n more requests succeeded.
@@ -763,6 +786,8 @@ func TestRemovedEndpointGetsNoRequests(t *testing.T) {
 	}
 	m.ctl.SetDestination("api", dest("api", "api.default", 3, 0, endpoints(true, m.inHTTP)))
 	m.client.waitDestination(t, "api.default", 3, 1)
+	// Requests routed before the update finish on the old endpoint.
+	l.waitEach(t)
 	before := m.app2.hits.Load()
 	l.waitOK(t, 300)
 	l.end()
