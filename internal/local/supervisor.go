@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -111,12 +113,63 @@ func (s *Supervisor) PIDs() []int {
 // NotReady describes the children that are not ready, with their log files.
 func (s *Supervisor) NotReady() []string {
 	var out []string
+	for _, u := range s.notReady() {
+		out = append(out, fmt.Sprintf("%s (log: %s)", u.plan.name, u.plan.logPath))
+	}
+	return out
+}
+
+func (s *Supervisor) notReady() []*unit {
+	var out []*unit
 	for _, u := range s.units() {
 		if !u.isReady() {
-			out = append(out, fmt.Sprintf("%s (log: %s)", u.plan.name, u.plan.logPath))
+			out = append(out, u)
 		}
 	}
 	return out
+}
+
+// notReadyError explains a timeout: who is not ready, and the end of the
+// first one's log, which usually says why.
+func (s *Supervisor) notReadyError(timeout time.Duration) error {
+	units := s.notReady()
+	if len(units) == 0 {
+		return fmt.Errorf("not ready after %s; raise --ready-timeout", timeout)
+	}
+	msg := fmt.Sprintf("not ready after %s: %s; read the log files named, or raise --ready-timeout",
+		timeout, strings.Join(s.NotReady(), ", "))
+	if tail := lastLines(units[0].plan.logPath, 8); tail != "" {
+		msg += fmt.Sprintf("\nend of %s:\n%s", units[0].plan.logPath, tail)
+	}
+	return errors.New(msg)
+}
+
+// lastLines returns up to n last lines of a file, indented; "" when the
+// file cannot be read or is empty.
+func lastLines(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const limit = 16 << 10
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(0, st.Size()-limit)
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(lines) == 1 && lines[0] == "" {
+		return ""
+	}
+	return "    " + strings.Join(lines, "\n    ")
 }
 
 func (s *Supervisor) units() []*unit {

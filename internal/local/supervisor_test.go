@@ -111,6 +111,7 @@ func fakeProxy() int {
 
 // fakeClient listens nowhere; it only runs.
 func fakeClient() int {
+	fmt.Fprintln(os.Stderr, "fake client: serving nothing")
 	waitTerm("app " + os.Getenv("WEFT_INSTANCE"))
 	return 0
 }
@@ -248,7 +249,8 @@ func TestSupervisorRestartsAndStopsEverything(t *testing.T) {
 	}
 	reg := newRecorder()
 	register(reg, p)
-	sup := newSupervisor(p, reg, slog.New(slog.DiscardHandler), io.Discard, fastTiming)
+	var out syncBuffer
+	sup := newSupervisor(p, reg, slog.New(slog.DiscardHandler), &out, fastTiming)
 	stop := start(t, sup)
 	waitReady(t, sup)
 
@@ -286,6 +288,9 @@ func TestSupervisorRestartsAndStopsEverything(t *testing.T) {
 	}
 	if got, want := reg.eventsFor("api.default"), []string{"add api.default", "remove api.default", "add api.default"}; !slices.Equal(got, want) {
 		t.Errorf("events = %v, want %v", got, want)
+	}
+	if want := fmt.Sprintf("api-v1-0 exited (signal: killed); restarting in 50ms; log: %s\n", api.app.plan.logPath); !strings.Contains(out.String(), want) {
+		t.Errorf("output %q lacks %q", out.String(), want)
 	}
 	newPID := api.app.current().PID()
 	if newPID == oldPID || !proc.Alive(newPID) {

@@ -215,8 +215,7 @@ func Up(ctx context.Context, o Options) (err error) {
 	case <-ctx.Done():
 		return nil
 	case <-timer.C:
-		return fmt.Errorf("not ready after %s: %s; read the log files named, or raise --ready-timeout",
-			o.ReadyTimeout, strings.Join(sup.NotReady(), ", "))
+		return sup.notReadyError(o.ReadyTimeout)
 	}
 
 	printReady(o.Out, mesh, ctrl.HTTPAddr(), o.StateDir, token)

@@ -198,3 +198,57 @@ spec:
 		t.Error("state directory still locked after stop")
 	}
 }
+
+func TestUpReadyTimeout(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	weftDir := t.TempDir()
+	if err := os.Symlink(exe, filepath.Join(weftDir, "weft-proxy")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(childEnv, "proxy")
+	ports := newFreePorts()
+	httpPort, _ := ports.next()
+	grpcPort, _ := ports.next()
+	meshFile := filepath.Join(t.TempDir(), "mesh.yaml")
+	// api is called, so it must accept connections, but never listens.
+	mesh := fmt.Sprintf(`apiVersion: local.weft.dev/v1alpha1
+kind: Mesh
+metadata: {name: test}
+spec:
+  workloads:
+  - name: api
+    command: [%q]
+    env: {%s: client}
+  - name: load
+    command: [%q]
+    calls: [api]
+    env: {%s: client}
+`, exe, childEnv, exe, childEnv)
+	if err := os.WriteFile(meshFile, []byte(mesh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := t.TempDir()
+	err = Up(context.Background(), Options{
+		MeshFile: meshFile, StateDir: stateDir,
+		HTTPAddr: loopback(httpPort), GRPCAddr: loopback(grpcPort),
+		ReadyTimeout: 3 * time.Second, WorkDir: t.TempDir(),
+		Executable: filepath.Join(weftDir, "weft"), Timing: fastTiming, Out: &syncBuffer{},
+	})
+	log := filepath.Join(stateDir, "logs", "api-0.log")
+	want := "not ready after 3s: api-0 (log: " + log + "); read the log files named, or raise --ready-timeout\nend of " + log + ":\n"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "\n    fake client: serving nothing") {
+		t.Errorf("Up = %v\nwant an error starting with %q and ending with the log", err, want)
+	}
+	if left := childrenOf(t, os.Getpid()); len(left) > 0 {
+		t.Errorf("children left: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "controller.json")); !os.IsNotExist(err) {
+		t.Errorf("controller.json after a failed start: %v", err)
+	}
+	if statedir.Held(stateDir) {
+		t.Error("state directory still locked after a failed start")
+	}
+}
