@@ -947,9 +947,11 @@ func TestTLSAndServerFirst(t *testing.T) {
 	})
 }
 
-// TestInboundDeclaredProtocol: a port the controller declares opaque is
-// forwarded as TCP even though its traffic looks like HTTP.
-func TestInboundDeclaredProtocol(t *testing.T) {
+// TestInboundProtocols: clients that are not proxies reach the inbound
+// side directly (health probes, unmeshed callers); a port the controller
+// declares opaque is forwarded as TCP even though its traffic looks like
+// HTTP, other ports are detected.
+func TestInboundProtocols(t *testing.T) {
 	ctl := discoverytest.New()
 	ctlAddr, err := ctl.Start()
 	if err != nil {
@@ -962,18 +964,33 @@ func TestInboundDeclaredProtocol(t *testing.T) {
 	fmt.Sscan(portStr, &port)
 	ctl.SetInbound("db-0", &meshv1.InboundSnapshot{Version: 1, Known: true, Service: "db.default",
 		Ports: []*meshv1.InboundPort{{Port: port, Protocol: meshv1.Protocol_TCP}}})
+	app2 := startHTTPApp(t, "app2")
 	p := startProxy(t, sidecar.Config{ID: "db-0", Service: "db", Controller: ctlAddr,
-		Inbound: []sidecar.InboundSpec{{Listen: "127.0.0.1:0", App: app.addr}}})
+		Inbound: []sidecar.InboundSpec{{Listen: "127.0.0.1:0", App: app.addr}, {Listen: "127.0.0.1:0", App: app2.addr}}})
 	p.waitReady(t)
-	code, _, body := curl(t, "http://"+p.InboundAddrs()[0]+"/who")
-	if code != "200" || body != "app" {
-		t.Fatalf("got %s %q", code, body)
+	tests := []struct {
+		name     string
+		flag     string
+		inbound  int
+		wantBody string
+	}{
+		{"declared opaque", "--http1.1", 0, "app"},
+		{"detected HTTP/1.1", "--http1.1", 1, "app2"},
+		{"detected HTTP/2", "--http2-prior-knowledge", 1, "app2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, body := curl(t, tt.flag, "http://"+p.InboundAddrs()[tt.inbound]+"/who")
+			if code != "200" || body != tt.wantBody {
+				t.Fatalf("got %s %q, want 200 %q", code, body, tt.wantBody)
+			}
+		})
 	}
 	_, metrics := p.adminGet(t, "/metrics")
 	for _, want := range []string{
 		`weft_tcp_open_total{direction="inbound",service="db.default"} 1`,
-		// Not parsed as HTTP.
-		`weft_requests_total{direction="inbound",service="db.default"} 0`,
+		// The opaque port was not parsed as HTTP; the others were.
+		`weft_requests_total{direction="inbound",service="db.default"} 2`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s:\n%s", want, grep(metrics, "db.default"))
