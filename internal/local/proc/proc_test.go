@@ -96,7 +96,6 @@ func TestStopReachesTheWholeGroup(t *testing.T) {
 	}
 }
 
-
 func TestStartError(t *testing.T) {
 	_, err := Start(Spec{Path: "/nonexistent/prog"})
 	if err == nil || !strings.Contains(err.Error(), "start /nonexistent/prog") {
