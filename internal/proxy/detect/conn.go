@@ -95,6 +95,18 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	return total + n, err
 }
 
+// ReadFrom lets io.Copy towards this connection use the underlying
+// connection's ReadFrom (splice for TCP); writes never touch peeked bytes.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// writerOnly hides every method but Write, so io.Copy does not recurse.
+type writerOnly struct{ io.Writer }
+
 // CloseWrite half-closes the connection when the underlying one supports
 // it; otherwise it does nothing.
 func (c *Conn) CloseWrite() error {

@@ -160,3 +160,19 @@ func TestDetectClosedBeforeAnyByte(t *testing.T) {
 		t.Fatal("got nil error for a connection closed before any byte")
 	}
 }
+
+func TestConnReadFrom(t *testing.T) {
+	client, server := pipe(t)
+	pc := NewConn(server)
+	go func() {
+		pc.ReadFrom(bytes.NewReader([]byte("written through ReadFrom")))
+		pc.CloseWrite()
+	}()
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "written through ReadFrom" {
+		t.Fatalf("got %q", got)
+	}
+}
