@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/proxy/transport"
 )
 
 // Config is the proxy's whole configuration, as the flags give it.
@@ -33,6 +34,9 @@ type Config struct {
 	DetectTimeout time.Duration
 	// DrainTimeout bounds the graceful drain; default 10s.
 	DrainTimeout time.Duration
+	// Transport carries proxy-to-proxy connections; nil means the
+	// plaintext preamble (until mutual TLS replaces it).
+	Transport transport.Transport
 	// ConfigWait is how long an outbound request waits for its
 	// destination's first snapshot; default 5s.
 	ConfigWait time.Duration

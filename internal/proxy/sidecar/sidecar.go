@@ -68,8 +68,11 @@ func New(cfg Config) (*Sidecar, error) {
 		log:     log.With("proxy", cfg.ID),
 		service: string(config.ParseAuthority(cfg.Service, cfg.Namespace)),
 		metrics: metrics.New(),
-		tr:      &transport.Preamble{},
+		tr:      cfg.Transport,
 		bound:   make(chan struct{}),
+	}
+	if s.tr == nil {
+		s.tr = &transport.Preamble{}
 	}
 	s.admin = admin.New(admin.Config{
 		Metrics: s.metrics.Handler(),
