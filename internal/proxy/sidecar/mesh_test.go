@@ -512,12 +512,14 @@ func TestGRPCThroughTwoProxies(t *testing.T) {
 			if got.GetStatus() != want {
 				t.Fatalf("message %d: got %v, want %v", i, got.GetStatus(), want)
 			}
-			// The next change happens only after this message arrived.
-			next := healthpb.HealthCheckResponse_NOT_SERVING
-			if i == 1 {
-				next = healthpb.HealthCheckResponse_SERVING
+			// The next change happens only after this message arrived;
+			// the last one leaves the service SERVING.
+			switch i {
+			case 0:
+				m.health.SetServingStatus("api", healthpb.HealthCheckResponse_NOT_SERVING)
+			case 1:
+				m.health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
 			}
-			m.health.SetServingStatus("api", next)
 		}
 	})
 	t.Run("bidi streaming", func(t *testing.T) {
@@ -547,6 +549,30 @@ func TestGRPCThroughTwoProxies(t *testing.T) {
 			t.Fatalf("got %v after half-close, want io.EOF (status OK)", err)
 		}
 	})
+	t.Run("concurrent calls share connections", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 10 {
+					resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "api"})
+					if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+						err = fmt.Errorf("status %v", resp.GetStatus())
+					}
+					if err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
 	t.Run("proxy errors are UNAVAILABLE", func(t *testing.T) {
 		for _, a := range []string{"nope", "empty", "refused"} {
 			c, err := grpc.NewClient(m.out[a], grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -567,6 +593,10 @@ func TestGRPCThroughTwoProxies(t *testing.T) {
 		_, client := m.client.adminGet(t, "/metrics")
 		// NOT_FOUND, and the Watch stream the client cancelled.
 		want := `weft_responses_total{classification="failure",direction="outbound",service="grpc-api.default",status_code="200"} 2`
+		if !strings.Contains(client, want) {
+			t.Errorf("client metrics lack %s:\n%s", want, grep(client, "grpc-api"))
+		}
+		want = `weft_responses_total{classification="success",direction="outbound",service="grpc-api.default",status_code="200"} 202`
 		if !strings.Contains(client, want) {
 			t.Errorf("client metrics lack %s:\n%s", want, grep(client, "grpc-api"))
 		}
