@@ -34,7 +34,7 @@ exposed service. Without -f, the demo application of Weft's source tree runs.`,
 			if err := f.validate(); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			go func() {
 				// A second Ctrl-C ends weft at once; the kernel then kills

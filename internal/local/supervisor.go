@@ -420,6 +420,20 @@ func (u *unit) start() (*proc.Process, error) {
 func (u *unit) waitReady(ctx context.Context, p *proc.Process) bool {
 	tick := time.NewTicker(u.sup.timing.ProbeInterval)
 	defer tick.Stop()
+	if u.plan.probe == probeRunning {
+		// A program that serves nothing is ready once it survived its
+		// start-up, so that one failing at once is not reported ready.
+		settle := time.NewTimer(5 * u.sup.timing.ProbeInterval)
+		defer settle.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-p.Done():
+			return false
+		case <-settle.C:
+			return true
+		}
+	}
 	for {
 		if u.probe(ctx) {
 			return true
@@ -437,7 +451,7 @@ func (u *unit) waitReady(ctx context.Context, p *proc.Process) bool {
 func (u *unit) probe(ctx context.Context) bool {
 	switch u.plan.probe {
 	case probeRunning:
-		return true
+		return true // see waitReady
 	case probeTCP:
 		d := net.Dialer{Timeout: time.Second}
 		c, err := d.DialContext(ctx, "tcp", u.plan.probeAddr)

@@ -112,6 +112,9 @@ func fakeProxy() int {
 // fakeClient listens nowhere; it only runs.
 func fakeClient() int {
 	fmt.Fprintln(os.Stderr, "fake client: serving nothing")
+	if os.Getenv("EXIT_AT_ONCE") != "" {
+		return 2
+	}
 	waitTerm("app " + os.Getenv("WEFT_INSTANCE"))
 	return 0
 }
@@ -386,6 +389,43 @@ func TestSupervisorReportsWhoIsNotReady(t *testing.T) {
 	case <-sup.Ready():
 		t.Error("Ready closed although api-v1-0 is not ready")
 	default:
+	}
+	pids := sup.PIDs()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertAllGone(t, pids)
+}
+
+func TestSupervisorCrashLoopIsNotReady(t *testing.T) {
+	m, env := testMesh(t, nil)
+	m.Workloads[1].Env["EXIT_AT_ONCE"] = "1" // the load generator fails at start
+	p, err := buildPlan(m, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := newRecorder()
+	var out syncBuffer
+	sup := newSupervisor(p, reg, slog.New(slog.DiscardHandler), &out, fastTiming)
+	stop := start(t, sup)
+	deadline := time.After(2 * time.Minute)
+	for strings.Count(out.String(), "load-0 exited (exit status 2)") < 3 {
+		select {
+		case <-deadline:
+			t.Fatalf("load-0 not restarted 3 times; output:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if got := reg.eventsFor("load.default"); len(got) != 0 {
+		t.Errorf("a crash-looping load generator was registered: %v", got)
+	}
+	// Everything else becomes ready; load-0 never does.
+	for got := sup.NotReady(); len(got) != 1 || !strings.HasPrefix(got[0], "load-0 "); got = sup.NotReady() {
+		select {
+		case <-deadline:
+			t.Fatalf("NotReady = %v, want load-0 only", got)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	pids := sup.PIDs()
 	if err := stop(); err != nil {
