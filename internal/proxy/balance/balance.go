@@ -268,6 +268,14 @@ func (e *Endpoint) Start() time.Time {
 // average and returns it.
 func (e *Endpoint) Finish(start time.Time) time.Duration {
 	e.pending.Add(-1)
+	return e.Observe(start)
+}
+
+// Observe feeds the time since start to the latency average without
+// ending anything, and returns it. Opaque TCP uses it for the connect
+// time: a connection's lifetime says nothing about the endpoint's speed,
+// while it stays pending until it closes.
+func (e *Endpoint) Observe(start time.Time) time.Duration {
 	now := e.cfg.Now()
 	d := max(now.Sub(start), 0)
 	rtt := float64(d)

@@ -275,17 +275,22 @@ func (s *Server) current(ctx context.Context) *state {
 }
 
 // pick chooses an endpoint and acquires its upstream (the caller releases
-// it), or fails with the proxy's answer. It counts the request. It never blocks: connections wait for the first snapshot
+// it), or fails with the proxy's answer. It counts an HTTP request when
+// countRequest is set. It never blocks: connections wait for the first snapshot
 // in handle, before their first request.
-func (s *Server) pick() (*state, *upstream.Upstream, error) {
+func (s *Server) pick(countRequest bool) (*state, *upstream.Upstream, error) {
 	st := s.state.Load()
 	if st == nil {
 		service := s.Service()
-		s.cfg.Metrics.Service(metrics.Outbound, service).Request()
+		if countRequest {
+			s.cfg.Metrics.Service(metrics.Outbound, service).Request()
+		}
 		return nil, nil, proxyerr.New(http.StatusServiceUnavailable,
 			"no configuration for %s from the controller yet (is weft-controller reachable?)", service)
 	}
-	st.metrics.Request()
+	if countRequest {
+		st.metrics.Request()
+	}
 	if !st.snap.GetExists() {
 		return st, nil, proxyerr.New(http.StatusServiceUnavailable, "unknown service %s", st.service)
 	}
@@ -305,7 +310,7 @@ func (s *Server) pick() (*state, *upstream.Upstream, error) {
 
 // Route implements http1.Router.
 func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
-	st, u, err := s.pick()
+	st, u, err := s.pick(true)
 	if err != nil {
 		s.countRefused(st, err)
 		return http1.Route{}, err
@@ -325,7 +330,7 @@ type h2Router struct{ s *Server }
 // RouteHTTP2 implements h2.Router.
 func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	s := r.s
-	st, u, err := s.pick()
+	st, u, err := s.pick(true)
 	if err != nil {
 		s.countRefused(st, err)
 		return h2.Target{}, err
@@ -412,21 +417,27 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 	var up net.Conn
 	var st *state
 	var ep *balance.Endpoint
+	var epStart time.Time
 	var err error
 	for range 3 {
 		var u *upstream.Upstream
-		st, u, err = s.pick()
+		st, u, err = s.pick(false)
 		if err != nil {
 			break
 		}
 		ep = u.Endpoint()
+		epStart = ep.Start()
 		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		up, err = u.Dial(dctx, transport.TCP)
 		cancel()
 		u.Release()
 		if err == nil {
+			// The connect time is the latency sample; the connection
+			// stays pending until it closes.
+			ep.Observe(epStart)
 			break
 		}
+		ep.Abandon(epStart)
 		err = fmt.Errorf("connect to %s: %w", u.Addr(), err)
 	}
 	if err != nil {
@@ -438,9 +449,8 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 		return
 	}
 	st.metrics.TCPOpen()
-	epStart := ep.Start()
 	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
-	ep.Finish(epStart)
+	ep.Abandon(epStart)
 	st.metrics.TCPClose(from, to)
 	s.log.Debug("opaque connection closed", "upstream", up.RemoteAddr().String(),
 		"bytes_up", from, "bytes_down", to, "duration", time.Since(start), "err", ferr)

@@ -97,7 +97,7 @@ func TestApplyKeepsAndReplacesUpstreams(t *testing.T) {
 		t.Errorf("Status() = %s, %d, %d", name, version, n)
 	}
 	for range 100 {
-		_, u, err := s.pick()
+		_, u, err := s.pick(true)
 		if err != nil || u.Addr() != "127.0.0.1:1" {
 			t.Fatalf("pick = %v, %v", u, err)
 		}
@@ -117,7 +117,7 @@ func TestUnknownAndEmpty(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := New(Config{Authority: "api", Discovery: idleDiscovery(t), Metrics: metrics.New()})
 			s.apply(tt.snap)
-			_, _, err := s.pick()
+			_, _, err := s.pick(true)
 			if pe := proxyerr.From(err); pe.Status != 503 || pe.Reason != tt.want {
 				t.Fatalf("got %v, want 503 %q", err, tt.want)
 			}
