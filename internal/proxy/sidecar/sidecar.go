@@ -235,7 +235,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("weft-proxy started", "service", s.service, "admin", adminLn.Addr().String(),
+	s.log.Info("weft-proxy started", "service", s.service, "version", s.cfg.Version, "admin", adminLn.Addr().String(),
 		"inbound", len(inLns), "outbound", len(outLns), "controller", s.cfg.Controller)
 
 	var runErr error
