@@ -193,6 +193,9 @@ func ReadController(dir string) (Controller, error) {
 	var c Controller
 	data, err := os.ReadFile(filepath.Join(dir, controllerFile))
 	if errors.Is(err, os.ErrNotExist) {
+		if Held(dir) {
+			return c, fmt.Errorf("weft up (state dir %s) is starting or stopping; try again once it prints \"Press Ctrl-C to stop.\"", dir)
+		}
 		return c, &NotRunningError{Dir: dir}
 	}
 	if err != nil {

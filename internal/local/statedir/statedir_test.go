@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -56,6 +57,9 @@ func TestControllerFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Release()
+	if _, err := ReadController(dir); err == nil || err.Error() != fmt.Sprintf(`weft up (state dir %s) is starting or stopping; try again once it prints "Press Ctrl-C to stop."`, dir) {
+		t.Errorf("ReadController while starting = %v", err)
+	}
 	want := Controller{HTTPAddr: "127.0.0.1:8085", GRPCAddr: "127.0.0.1:8086", Token: "abc", PID: 42}
 	if err := WriteController(dir, want); err != nil {
 		t.Fatal(err)
@@ -77,8 +81,14 @@ func TestControllerFile(t *testing.T) {
 	if err := RemoveController(dir); err != nil {
 		t.Errorf("second RemoveController: %v", err)
 	}
+	if _, err := ReadController(dir); err == nil || !strings.Contains(err.Error(), "is starting or stopping") {
+		t.Errorf("ReadController after remove, lock held = %v", err)
+	}
+	if err := lock.Release(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ReadController(dir); !errors.As(err, &nr) {
-		t.Errorf("ReadController after remove = %v", err)
+		t.Errorf("ReadController after remove and release = %v", err)
 	}
 }
 
