@@ -277,8 +277,9 @@ type instance struct {
 // update registers the instance's endpoint when application and proxy are
 // both ready, and removes it as soon as either is not.
 func (i *instance) update() {
-	ready := i.app.isReady() && i.proxy.isReady()
 	i.mu.Lock()
+	// Read under i.mu: the last of two racing updates sees the latest state.
+	ready := i.app.isReady() && i.proxy.isReady()
 	switch {
 	case ready && !i.registered:
 		for _, k := range i.plan.keys {
