@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -195,6 +196,9 @@ func Up(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := checkCommands(p); err != nil {
+		return err
+	}
 	register(store, p)
 	if len(resources) > 0 {
 		if _, err := store.Apply(resources); err != nil {
@@ -306,4 +310,39 @@ func dashboard(httpAddr string) bool {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html")
+}
+
+// checkCommands fails when a program to run does not exist, before anything
+// was started: otherwise it would only show as a restart loop.
+func checkCommands(p *plan) error {
+	units := []unitPlan{}
+	for _, inst := range p.instances {
+		units = append(units, inst.app, inst.proxy)
+	}
+	units = append(units, p.ingresses...)
+	seen := map[string]bool{}
+	for _, u := range units {
+		path := u.spec.Path
+		if !strings.Contains(path, "/") {
+			if _, err := exec.LookPath(path); err != nil {
+				return fmt.Errorf("%s: program %q is not in PATH; fix its command in the mesh file", u.name, path)
+			}
+			continue
+		}
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(u.spec.Dir, path)
+		}
+		if seen[path] {
+			continue
+		}
+		seen[path] = true
+		st, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("%s: program %s not found (%v); fix its command in the mesh file, or build it first", u.name, path, err)
+		}
+		if st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s: %s is not an executable file; fix its command in the mesh file", u.name, path)
+		}
+	}
+	return nil
 }

@@ -252,3 +252,39 @@ spec:
 		t.Error("state directory still locked after a failed start")
 	}
 }
+
+func TestUpMissingProgram(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	weftDir := t.TempDir()
+	if err := os.Symlink(exe, filepath.Join(weftDir, "weft-proxy")); err != nil {
+		t.Fatal(err)
+	}
+	ports := newFreePorts()
+	httpPort, _ := ports.next()
+	grpcPort, _ := ports.next()
+	meshDir := t.TempDir()
+	meshFile := filepath.Join(meshDir, "mesh.yaml")
+	mesh := "apiVersion: local.weft.dev/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  workloads:\n  - name: api\n    command: [./api-server]\n"
+	if err := os.WriteFile(meshFile, []byte(mesh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := t.TempDir()
+	err = Up(context.Background(), Options{
+		MeshFile: meshFile, StateDir: stateDir,
+		HTTPAddr: loopback(httpPort), GRPCAddr: loopback(grpcPort),
+		WorkDir: t.TempDir(), Executable: filepath.Join(weftDir, "weft"), Out: &syncBuffer{},
+	})
+	want := "api-0: program " + filepath.Join(meshDir, "api-server") + " not found ("
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Up = %v, want an error starting with %q", err, want)
+	}
+	if left := childrenOf(t, os.Getpid()); len(left) > 0 {
+		t.Errorf("children left: %v", left)
+	}
+	if statedir.Held(stateDir) {
+		t.Error("state directory still locked")
+	}
+}
