@@ -222,7 +222,7 @@ func Up(ctx context.Context, o Options) (err error) {
 		return sup.notReadyError(o.ReadyTimeout)
 	}
 
-	printReady(o.Out, mesh, ctrl.HTTPAddr(), o.StateDir, token)
+	printReady(o.Out, mesh, ctrl.HTTPAddr(), o.StateDir)
 	<-ctx.Done()
 	fmt.Fprintln(o.Out, "stopping…")
 	return nil
@@ -287,7 +287,7 @@ func reservedPorts(m *Mesh) []int {
 	return ps
 }
 
-func printReady(out io.Writer, m *Mesh, httpAddr, stateDir, token string) {
+func printReady(out io.Writer, m *Mesh, httpAddr, stateDir string) {
 	fmt.Fprintln(out)
 	for _, e := range m.Expose {
 		fmt.Fprintf(out, "%-12s http://%s/\n", e.Service+":", loopback(e.Port))
