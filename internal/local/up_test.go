@@ -234,12 +234,12 @@ spec:
 	err = Up(context.Background(), Options{
 		MeshFile: meshFile, StateDir: stateDir,
 		HTTPAddr: loopback(httpPort), GRPCAddr: loopback(grpcPort),
-		ReadyTimeout: 3 * time.Second, WorkDir: t.TempDir(),
+		ReadyTimeout: 8 * time.Second, WorkDir: t.TempDir(),
 		Executable: filepath.Join(weftDir, "weft"), Timing: fastTiming, Out: &syncBuffer{},
 	})
 	log := filepath.Join(stateDir, "logs", "api-0.log")
 	// api-0 comes first; on a slow machine others may still be starting too.
-	want := "not ready after 3s: api-0 (log: " + log + ")"
+	want := "not ready after 8s: api-0 (log: " + log + ")"
 	if err == nil || !strings.HasPrefix(err.Error(), want) ||
 		!strings.Contains(err.Error(), "; read the log files named, or raise --ready-timeout\nend of "+log+":\n") ||
 		!strings.HasSuffix(err.Error(), "\n    fake client: serving nothing") {
