@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"crypto/tls"
+	"time"
 )
 
 // ControlServerConfig is the controller's gRPC serving side. A client
@@ -29,7 +30,7 @@ func ControlServerConfig(src CertSource, bundle *Bundle) *tls.Config {
 // certificate may also carry DNS and IP SANs). src may be nil, or have no
 // certificate yet: the handshake is then server-authenticated only, as the
 // first Identity.Certify is; once src holds a certificate, new connections
-// present it.
+// present it, unless it is expired or not yet valid.
 func ControlClientConfig(src CertSource, bundle *Bundle, controllerID string) *tls.Config {
 	c := base(src)
 	c.GetCertificate = nil
@@ -40,6 +41,11 @@ func ControlClientConfig(src CertSource, bundle *Bundle, controllerID string) *t
 		cert, err := src.Certificate()
 		if err != nil {
 			// No certificate yet: send none; the token authenticates.
+			return &tls.Certificate{}, nil
+		}
+		if now := time.Now(); cert.Leaf != nil && (now.After(cert.Leaf.NotAfter) || now.Before(cert.Leaf.NotBefore)) {
+			// An expired certificate would fail the handshake and lock
+			// the proxy out; without one, the token still authenticates.
 			return &tls.Certificate{}, nil
 		}
 		return cert, nil

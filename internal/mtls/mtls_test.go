@@ -452,3 +452,39 @@ func FuzzParseID(f *testing.F) {
 		}
 	})
 }
+
+// TestControlClientCertificate: towards the controller a proxy presents its
+// certificate only while it is valid; an expired one is left out (the token
+// authenticates) rather than failing the handshake.
+func TestControlClientCertificate(t *testing.T) {
+	good := newPKI(t, "good")
+	const ctl = "spiffe://cluster.local/ns/weft/sa/weft-controller"
+	srv := mtls.ControlServerConfig(static(good.leaf(t, ctl, withTemplate(func(c *x509.Certificate) {
+		c.DNSNames = []string{"localhost"}
+	}))), good.bundle(t))
+	var none mtls.Current
+	tests := []struct {
+		name      string
+		src       mtls.CertSource
+		wantPeers int // leaf and issuer, or nothing
+	}{
+		{"valid certificate", static(good.leaf(t, web)), 2},
+		{"expired certificate", static(good.leaf(t, web, withTemplate(func(c *x509.Certificate) {
+			c.NotBefore, c.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
+		}))), 0},
+		{"no certificate yet", &none, 0},
+		{"no source", nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cli := mtls.ControlClientConfig(tc.src, good.bundle(t), ctl)
+			state, serverErr, clientErr := handshake(t, srv, cli)
+			if serverErr != nil || clientErr != nil {
+				t.Fatalf("server: %v, client: %v", serverErr, clientErr)
+			}
+			if got := len(state.PeerCertificates); got != tc.wantPeers {
+				t.Errorf("client certificates seen = %d, want %d", got, tc.wantPeers)
+			}
+		})
+	}
+}

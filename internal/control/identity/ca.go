@@ -257,8 +257,8 @@ func (s *servingCerts) Certificate() (*tls.Certificate, error) {
 		}
 		return nil, err
 	}
-	life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
-	s.cur, s.renewAt = c, c.Leaf.NotBefore.Add(life*7/10)
+	// From now, not from NotBefore, which is backdated for clock skew.
+	s.cur, s.renewAt = c, now.Add(c.Leaf.NotAfter.Sub(now)*7/10)
 	return c, nil
 }
 

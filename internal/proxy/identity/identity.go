@@ -83,6 +83,10 @@ type Manager struct {
 	id       atomic.Pointer[string]
 	renewals atomic.Uint64
 	failures atomic.Uint64
+	// mutual is whether requests for a certificate present the current
+	// one: true after a success, false after a failure, so a certificate
+	// the controller no longer accepts can never lock the proxy out.
+	mutual atomic.Bool
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -201,7 +205,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	for {
 		if conn == nil {
 			var err error
-			conn, err = grpc.NewClient(m.cfg.ControllerAddr, grpc.WithTransportCredentials(m.ControlCredentials()))
+			cfg := mtls.ControlClientConfig(renewalCert{m}, m.cfg.Bundle, m.controllerID)
+			conn, err = grpc.NewClient(m.cfg.ControllerAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 			if err != nil {
 				return fmt.Errorf("proxy identity: controller %s: %w", m.cfg.ControllerAddr, err)
 			}
@@ -213,6 +218,10 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil
 			}
 			m.failures.Add(1)
+			// Retry over a new connection with the token alone.
+			m.mutual.Store(false)
+			conn.Close()
+			conn = nil
 			wait = jitter(backoff)
 			backoff = min(backoff*2, m.cfg.RetryMax)
 			m.log.WarnContext(ctx, "certificate request failed; retrying", "controller", m.cfg.ControllerAddr,
@@ -224,6 +233,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			wait = renewIn - time.Duration(rand.Float64()*0.1*float64(renewIn))
 			// The next request gets a connection presenting the new
 			// certificate.
+			m.mutual.Store(true)
 			conn.Close()
 			conn = nil
 		}
@@ -235,6 +245,17 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// renewalCert is the certificate source of certificate requests: the
+// current certificate while mutual, none otherwise.
+type renewalCert struct{ m *Manager }
+
+func (r renewalCert) Certificate() (*tls.Certificate, error) {
+	if !r.m.mutual.Load() {
+		return nil, errors.New("certificate request without client certificate")
+	}
+	return r.m.cur.Certificate()
 }
 
 // jitter returns d scaled by a random factor in [0.5, 1.5).

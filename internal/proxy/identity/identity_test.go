@@ -36,6 +36,12 @@ var (
 // hangGuard bounds every wait; it is never a performance threshold.
 const hangGuard = 60 * time.Second
 
+// shortRenew is the renewal point of tests with 3-second leaves. x509
+// times are whole seconds, so such a leaf lives 2 to 3 seconds; renewing
+// after a quarter of it leaves a second and a half for a renewal on a slow,
+// busy machine (the race detector, other tests).
+const shortRenew = 0.25
+
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type roots struct{ anchor, cert, key []byte }
@@ -183,16 +189,16 @@ func TestFirstCertificate(t *testing.T) {
 	}
 }
 
-// flakyAuth fails the calls whose numbers (from 1) are in fail, as an
+// flakyAuth fails the calls for whose numbers (from 1) fail is true, as an
 // unreachable TokenReview would, and delegates the others.
 type flakyAuth struct {
 	next  ctlidentity.Authenticator
-	fail  map[int64]bool
+	fail  func(call int64) bool
 	calls atomic.Int64
 }
 
 func (f *flakyAuth) Authenticate(ctx context.Context, tok string) (ctlidentity.Identity, error) {
-	if f.fail[f.calls.Add(1)] {
+	if f.fail(f.calls.Add(1)) {
 		return ctlidentity.Identity{}, errors.New("token review unavailable")
 	}
 	return f.next.Authenticate(ctx, tok)
@@ -206,8 +212,8 @@ func TestRetryKeepsCertificate(t *testing.T) {
 	tokens := ctlidentity.NewJoinTokens()
 	// Calls 1-2 fail (first certificate delayed), 3 succeeds, 4-5 fail
 	// (the first renewal is retried), 6 succeeds.
-	auth := &flakyAuth{next: tokens, fail: map[int64]bool{1: true, 2: true, 4: true, 5: true}}
-	m := newManager(t, identity.Config{ControllerAddr: controller(t, ca, auth), Bundle: proxyBundle(t, r), Token: issue(t, tokens, webID)})
+	auth := &flakyAuth{next: tokens, fail: func(n int64) bool { return n == 1 || n == 2 || n == 4 || n == 5 }}
+	m := newManager(t, identity.Config{ControllerAddr: controller(t, ca, auth), Bundle: proxyBundle(t, r), Token: issue(t, tokens, webID), RenewFraction: shortRenew})
 	start(t, m)
 	waitReady(t, m)
 	first, err := m.Certificate()
@@ -336,7 +342,7 @@ func TestRotationReachesProxy(t *testing.T) {
 	tokens := ctlidentity.NewJoinTokens()
 	addr := controller(t, ca, tokens)
 	bundle := proxyBundle(t, oldR)
-	m := newManager(t, identity.Config{ControllerAddr: addr, Bundle: bundle, Token: issue(t, tokens, webID)})
+	m := newManager(t, identity.Config{ControllerAddr: addr, Bundle: bundle, Token: issue(t, tokens, webID), RenewFraction: shortRenew})
 	start(t, m)
 	waitReady(t, m)
 
@@ -376,8 +382,8 @@ func TestRenewalUnderLoad(t *testing.T) {
 	tokens := ctlidentity.NewJoinTokens()
 	addr := controller(t, ca, tokens)
 	serverBundle, clientBundle := proxyBundle(t, r), proxyBundle(t, r)
-	srvM := newManager(t, identity.Config{ControllerAddr: addr, Bundle: serverBundle, Token: issue(t, tokens, webID), ProxyID: "web-0"})
-	cliM := newManager(t, identity.Config{ControllerAddr: addr, Bundle: clientBundle, Token: issue(t, tokens, apiID), ProxyID: "api-0"})
+	srvM := newManager(t, identity.Config{ControllerAddr: addr, Bundle: serverBundle, Token: issue(t, tokens, webID), ProxyID: "web-0", RenewFraction: shortRenew})
+	cliM := newManager(t, identity.Config{ControllerAddr: addr, Bundle: clientBundle, Token: issue(t, tokens, apiID), ProxyID: "api-0", RenewFraction: shortRenew})
 	start(t, srvM)
 	start(t, cliM)
 	waitReady(t, srvM)
@@ -484,7 +490,7 @@ func TestRenewalUnderLoad(t *testing.T) {
 			t.Errorf("request on the long-lived connection: %v", err)
 		}
 		requests += 2
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	if failures != 0 || serverErrs.Load() != 0 {
 		t.Errorf("%d client and %d server failures in %d requests", failures, serverErrs.Load(), requests)
@@ -521,7 +527,7 @@ func TestRenewalIsMutual(t *testing.T) {
 		return h(ctx, req)
 	}
 	addr := controller(t, ca, tokens, grpc.UnaryInterceptor(record))
-	m := newManager(t, identity.Config{ControllerAddr: addr, Bundle: proxyBundle(t, r), Token: issue(t, tokens, webID)})
+	m := newManager(t, identity.Config{ControllerAddr: addr, Bundle: proxyBundle(t, r), Token: issue(t, tokens, webID), RenewFraction: shortRenew})
 	start(t, m)
 	waitFor(t, "two renewals", func() bool { return m.Renewals() >= 2 })
 	mu.Lock()
@@ -530,5 +536,28 @@ func TestRenewalIsMutual(t *testing.T) {
 	want := []string{"none", webID.String(), webID.String()}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("client identities seen by the controller = %v, want %v", got, want)
+	}
+}
+
+// TestRecoversAfterExpiry: when the controller was unavailable until the
+// proxy's certificate expired, the proxy gets a new one with its token
+// (the expired certificate does not lock it out).
+func TestRecoversAfterExpiry(t *testing.T) {
+	r := genRoots(t)
+	ca := newCA(t, r, ctlidentity.CAConfig{DefaultLifetime: 3 * time.Second, MaxLifetime: 3 * time.Second})
+	tokens := ctlidentity.NewJoinTokens()
+	var down atomic.Bool
+	down.Store(true)
+	auth := &flakyAuth{next: tokens, fail: func(n int64) bool { return n > 1 && down.Load() }}
+	m := newManager(t, identity.Config{ControllerAddr: controller(t, ca, auth), Bundle: proxyBundle(t, r), Token: issue(t, tokens, webID)})
+	start(t, m)
+	waitReady(t, m)
+	waitFor(t, "the certificate to expire during failures", func() bool {
+		return m.Failures() >= 1 && time.Now().After(m.NotAfter().Add(100*time.Millisecond))
+	})
+	down.Store(false)
+	waitFor(t, "a certificate after the outage", func() bool { return m.Renewals() >= 1 })
+	if !m.NotAfter().After(time.Now()) {
+		t.Errorf("certificate after the outage expires at %s, in the past", m.NotAfter())
 	}
 }
