@@ -406,7 +406,11 @@ func TestSupervisorCrashLoopIsNotReady(t *testing.T) {
 	}
 	reg := newRecorder()
 	var out syncBuffer
-	sup := newSupervisor(p, reg, slog.New(slog.DiscardHandler), &out, fastTiming)
+	timing := fastTiming
+	// A program is ready once it ran 5 probe intervals; the failing one
+	// exits long before 5s even on a busy machine.
+	timing.ProbeInterval = time.Second
+	sup := newSupervisor(p, reg, slog.New(slog.DiscardHandler), &out, timing)
 	stop := start(t, sup)
 	deadline := time.After(2 * time.Minute)
 	for strings.Count(out.String(), "load-0 exited (exit status 2)") < 3 {
