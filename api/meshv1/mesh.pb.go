@@ -86,6 +86,159 @@ func (Protocol) EnumDescriptor() ([]byte, []int) {
 	return file_mesh_proto_rawDescGZIP(), []int{0}
 }
 
+type PathMatch_Type int32
+
+const (
+	PathMatch_PREFIX PathMatch_Type = 0
+	PathMatch_EXACT  PathMatch_Type = 1
+	PathMatch_REGEX  PathMatch_Type = 2
+)
+
+// Enum value maps for PathMatch_Type.
+var (
+	PathMatch_Type_name = map[int32]string{
+		0: "PREFIX",
+		1: "EXACT",
+		2: "REGEX",
+	}
+	PathMatch_Type_value = map[string]int32{
+		"PREFIX": 0,
+		"EXACT":  1,
+		"REGEX":  2,
+	}
+)
+
+func (x PathMatch_Type) Enum() *PathMatch_Type {
+	p := new(PathMatch_Type)
+	*p = x
+	return p
+}
+
+func (x PathMatch_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PathMatch_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_mesh_proto_enumTypes[1].Descriptor()
+}
+
+func (PathMatch_Type) Type() protoreflect.EnumType {
+	return &file_mesh_proto_enumTypes[1]
+}
+
+func (x PathMatch_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PathMatch_Type.Descriptor instead.
+func (PathMatch_Type) EnumDescriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{5, 0}
+}
+
+type InboundPolicy_Default int32
+
+const (
+	// ALL_UNAUTHENTICATED allows every client, meshed or not.
+	InboundPolicy_ALL_UNAUTHENTICATED InboundPolicy_Default = 0
+	// ALL_AUTHENTICATED allows only clients with a verified identity.
+	InboundPolicy_ALL_AUTHENTICATED InboundPolicy_Default = 1
+	InboundPolicy_DENY              InboundPolicy_Default = 2
+	// AUDIT allows everything but logs and counts what rules would deny.
+	InboundPolicy_AUDIT InboundPolicy_Default = 3
+)
+
+// Enum value maps for InboundPolicy_Default.
+var (
+	InboundPolicy_Default_name = map[int32]string{
+		0: "ALL_UNAUTHENTICATED",
+		1: "ALL_AUTHENTICATED",
+		2: "DENY",
+		3: "AUDIT",
+	}
+	InboundPolicy_Default_value = map[string]int32{
+		"ALL_UNAUTHENTICATED": 0,
+		"ALL_AUTHENTICATED":   1,
+		"DENY":                2,
+		"AUDIT":               3,
+	}
+)
+
+func (x InboundPolicy_Default) Enum() *InboundPolicy_Default {
+	p := new(InboundPolicy_Default)
+	*p = x
+	return p
+}
+
+func (x InboundPolicy_Default) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InboundPolicy_Default) Descriptor() protoreflect.EnumDescriptor {
+	return file_mesh_proto_enumTypes[2].Descriptor()
+}
+
+func (InboundPolicy_Default) Type() protoreflect.EnumType {
+	return &file_mesh_proto_enumTypes[2]
+}
+
+func (x InboundPolicy_Default) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InboundPolicy_Default.Descriptor instead.
+func (InboundPolicy_Default) EnumDescriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{22, 0}
+}
+
+type InboundPolicy_TLSMode int32
+
+const (
+	// PERMISSIVE accepts plaintext from unmeshed clients (they have no
+	// identity and never match an identity rule).
+	InboundPolicy_PERMISSIVE InboundPolicy_TLSMode = 0
+	// STRICT refuses plaintext connections.
+	InboundPolicy_STRICT InboundPolicy_TLSMode = 1
+)
+
+// Enum value maps for InboundPolicy_TLSMode.
+var (
+	InboundPolicy_TLSMode_name = map[int32]string{
+		0: "PERMISSIVE",
+		1: "STRICT",
+	}
+	InboundPolicy_TLSMode_value = map[string]int32{
+		"PERMISSIVE": 0,
+		"STRICT":     1,
+	}
+)
+
+func (x InboundPolicy_TLSMode) Enum() *InboundPolicy_TLSMode {
+	p := new(InboundPolicy_TLSMode)
+	*p = x
+	return p
+}
+
+func (x InboundPolicy_TLSMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InboundPolicy_TLSMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_mesh_proto_enumTypes[3].Descriptor()
+}
+
+func (InboundPolicy_TLSMode) Type() protoreflect.EnumType {
+	return &file_mesh_proto_enumTypes[3]
+}
+
+func (x InboundPolicy_TLSMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InboundPolicy_TLSMode.Descriptor instead.
+func (InboundPolicy_TLSMode) EnumDescriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{22, 1}
+}
+
 // ProxyInfo identifies the proxy that asks.
 type ProxyInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -218,7 +371,17 @@ type DestinationSnapshot struct {
 	Protocol Protocol `protobuf:"varint,5,opt,name=protocol,proto3,enum=weft.mesh.v1.Protocol" json:"protocol,omitempty"`
 	// backends share the traffic by weight (a TrafficSplit or a route's
 	// backendRefs). Without a split there is one backend: the service itself.
-	Backends      []*Backend `protobuf:"bytes,6,rep,name=backends,proto3" json:"backends,omitempty"`
+	Backends []*Backend `protobuf:"bytes,6,rep,name=backends,proto3" json:"backends,omitempty"`
+	// routes are the HTTP and gRPC route rules of the service (Gateway API
+	// HTTPRoute and GRPCRoute with the service as parent), flattened and
+	// sorted by the controller in Gateway API precedence order: the proxy
+	// uses the first rule that matches a request. When empty, or when no
+	// rule matches and the service has no routes of its own, requests go to
+	// backends.
+	Routes []*RouteRule `protobuf:"bytes,7,rep,name=routes,proto3" json:"routes,omitempty"`
+	// resilience holds the service's client-side policy: circuit breaking,
+	// limits, retry budget. Unset fields take the proxy's defaults.
+	Resilience    *Resilience `protobuf:"bytes,8,opt,name=resilience,proto3" json:"resilience,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -295,6 +458,1125 @@ func (x *DestinationSnapshot) GetBackends() []*Backend {
 	return nil
 }
 
+func (x *DestinationSnapshot) GetRoutes() []*RouteRule {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *DestinationSnapshot) GetResilience() *Resilience {
+	if x != nil {
+		return x.Resilience
+	}
+	return nil
+}
+
+// RouteRule is one rule of an HTTPRoute or GRPCRoute.
+type RouteRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// route names the source: "HTTPRoute/default/books-canary"; used in
+	// metrics (label route) and in the proxy's error reasons.
+	Route string `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	// rule is the index of the rule inside its route.
+	Rule uint32 `protobuf:"varint,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	// matches are ORed; an empty list matches every request.
+	Matches []*RouteMatch `protobuf:"bytes,3,rep,name=matches,proto3" json:"matches,omitempty"`
+	// backends of the rule, weighted; empty means the destination's own
+	// backends (the service, or its TrafficSplit).
+	Backends []*Backend `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
+	// filters in order.
+	Filters []*RouteFilter `protobuf:"bytes,5,rep,name=filters,proto3" json:"filters,omitempty"`
+	// request_timeout_ms bounds the whole request including retries (the
+	// Gateway API "request" timeout); 0 = none. The proxy answers 504.
+	RequestTimeoutMs int64 `protobuf:"varint,6,opt,name=request_timeout_ms,json=requestTimeoutMs,proto3" json:"request_timeout_ms,omitempty"`
+	// backend_timeout_ms bounds each try ("backendRequest"); 0 = none.
+	BackendTimeoutMs int64           `protobuf:"varint,7,opt,name=backend_timeout_ms,json=backendTimeoutMs,proto3" json:"backend_timeout_ms,omitempty"`
+	Retry            *RetryPolicy    `protobuf:"bytes,8,opt,name=retry,proto3" json:"retry,omitempty"`
+	Fault            *FaultInjection `protobuf:"bytes,9,opt,name=fault,proto3" json:"fault,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RouteRule) Reset() {
+	*x = RouteRule{}
+	mi := &file_mesh_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteRule) ProtoMessage() {}
+
+func (x *RouteRule) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteRule.ProtoReflect.Descriptor instead.
+func (*RouteRule) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RouteRule) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *RouteRule) GetRule() uint32 {
+	if x != nil {
+		return x.Rule
+	}
+	return 0
+}
+
+func (x *RouteRule) GetMatches() []*RouteMatch {
+	if x != nil {
+		return x.Matches
+	}
+	return nil
+}
+
+func (x *RouteRule) GetBackends() []*Backend {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+func (x *RouteRule) GetFilters() []*RouteFilter {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+func (x *RouteRule) GetRequestTimeoutMs() int64 {
+	if x != nil {
+		return x.RequestTimeoutMs
+	}
+	return 0
+}
+
+func (x *RouteRule) GetBackendTimeoutMs() int64 {
+	if x != nil {
+		return x.BackendTimeoutMs
+	}
+	return 0
+}
+
+func (x *RouteRule) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+func (x *RouteRule) GetFault() *FaultInjection {
+	if x != nil {
+		return x.Fault
+	}
+	return nil
+}
+
+// RouteMatch is one match of a rule: every set condition must hold.
+type RouteMatch struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Path    *PathMatch             `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Headers []*HeaderMatch         `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
+	Query   []*QueryMatch          `protobuf:"bytes,3,rep,name=query,proto3" json:"query,omitempty"`
+	// method is an HTTP method ("GET"); empty matches any.
+	Method        string `protobuf:"bytes,4,opt,name=method,proto3" json:"method,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteMatch) Reset() {
+	*x = RouteMatch{}
+	mi := &file_mesh_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteMatch) ProtoMessage() {}
+
+func (x *RouteMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
+func (*RouteMatch) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RouteMatch) GetPath() *PathMatch {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *RouteMatch) GetHeaders() []*HeaderMatch {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *RouteMatch) GetQuery() []*QueryMatch {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *RouteMatch) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+type PathMatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          PathMatch_Type         `protobuf:"varint,1,opt,name=type,proto3,enum=weft.mesh.v1.PathMatch_Type" json:"type,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathMatch) Reset() {
+	*x = PathMatch{}
+	mi := &file_mesh_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathMatch) ProtoMessage() {}
+
+func (x *PathMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathMatch.ProtoReflect.Descriptor instead.
+func (*PathMatch) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PathMatch) GetType() PathMatch_Type {
+	if x != nil {
+		return x.Type
+	}
+	return PathMatch_PREFIX
+}
+
+func (x *PathMatch) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+type HeaderMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is matched case-insensitively.
+	Name  string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// regex: value is an RE2 expression matched against the whole value.
+	Regex         bool `protobuf:"varint,3,opt,name=regex,proto3" json:"regex,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeaderMatch) Reset() {
+	*x = HeaderMatch{}
+	mi := &file_mesh_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeaderMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeaderMatch) ProtoMessage() {}
+
+func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
+func (*HeaderMatch) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *HeaderMatch) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HeaderMatch) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *HeaderMatch) GetRegex() bool {
+	if x != nil {
+		return x.Regex
+	}
+	return false
+}
+
+type QueryMatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Regex         bool                   `protobuf:"varint,3,opt,name=regex,proto3" json:"regex,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryMatch) Reset() {
+	*x = QueryMatch{}
+	mi := &file_mesh_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryMatch) ProtoMessage() {}
+
+func (x *QueryMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryMatch.ProtoReflect.Descriptor instead.
+func (*QueryMatch) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *QueryMatch) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *QueryMatch) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *QueryMatch) GetRegex() bool {
+	if x != nil {
+		return x.Regex
+	}
+	return false
+}
+
+type RouteFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*RouteFilter_RequestHeaderModifier
+	//	*RouteFilter_ResponseHeaderModifier
+	//	*RouteFilter_RequestMirror
+	//	*RouteFilter_UrlRewrite
+	//	*RouteFilter_RequestRedirect
+	Kind          isRouteFilter_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteFilter) Reset() {
+	*x = RouteFilter{}
+	mi := &file_mesh_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteFilter) ProtoMessage() {}
+
+func (x *RouteFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteFilter.ProtoReflect.Descriptor instead.
+func (*RouteFilter) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RouteFilter) GetKind() isRouteFilter_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *RouteFilter) GetRequestHeaderModifier() *HeaderModifier {
+	if x != nil {
+		if x, ok := x.Kind.(*RouteFilter_RequestHeaderModifier); ok {
+			return x.RequestHeaderModifier
+		}
+	}
+	return nil
+}
+
+func (x *RouteFilter) GetResponseHeaderModifier() *HeaderModifier {
+	if x != nil {
+		if x, ok := x.Kind.(*RouteFilter_ResponseHeaderModifier); ok {
+			return x.ResponseHeaderModifier
+		}
+	}
+	return nil
+}
+
+func (x *RouteFilter) GetRequestMirror() *RequestMirror {
+	if x != nil {
+		if x, ok := x.Kind.(*RouteFilter_RequestMirror); ok {
+			return x.RequestMirror
+		}
+	}
+	return nil
+}
+
+func (x *RouteFilter) GetUrlRewrite() *URLRewrite {
+	if x != nil {
+		if x, ok := x.Kind.(*RouteFilter_UrlRewrite); ok {
+			return x.UrlRewrite
+		}
+	}
+	return nil
+}
+
+func (x *RouteFilter) GetRequestRedirect() *RequestRedirect {
+	if x != nil {
+		if x, ok := x.Kind.(*RouteFilter_RequestRedirect); ok {
+			return x.RequestRedirect
+		}
+	}
+	return nil
+}
+
+type isRouteFilter_Kind interface {
+	isRouteFilter_Kind()
+}
+
+type RouteFilter_RequestHeaderModifier struct {
+	RequestHeaderModifier *HeaderModifier `protobuf:"bytes,1,opt,name=request_header_modifier,json=requestHeaderModifier,proto3,oneof"`
+}
+
+type RouteFilter_ResponseHeaderModifier struct {
+	ResponseHeaderModifier *HeaderModifier `protobuf:"bytes,2,opt,name=response_header_modifier,json=responseHeaderModifier,proto3,oneof"`
+}
+
+type RouteFilter_RequestMirror struct {
+	RequestMirror *RequestMirror `protobuf:"bytes,3,opt,name=request_mirror,json=requestMirror,proto3,oneof"`
+}
+
+type RouteFilter_UrlRewrite struct {
+	UrlRewrite *URLRewrite `protobuf:"bytes,4,opt,name=url_rewrite,json=urlRewrite,proto3,oneof"`
+}
+
+type RouteFilter_RequestRedirect struct {
+	RequestRedirect *RequestRedirect `protobuf:"bytes,5,opt,name=request_redirect,json=requestRedirect,proto3,oneof"`
+}
+
+func (*RouteFilter_RequestHeaderModifier) isRouteFilter_Kind() {}
+
+func (*RouteFilter_ResponseHeaderModifier) isRouteFilter_Kind() {}
+
+func (*RouteFilter_RequestMirror) isRouteFilter_Kind() {}
+
+func (*RouteFilter_UrlRewrite) isRouteFilter_Kind() {}
+
+func (*RouteFilter_RequestRedirect) isRouteFilter_Kind() {}
+
+type HeaderModifier struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Set           []*Header              `protobuf:"bytes,1,rep,name=set,proto3" json:"set,omitempty"`
+	Add           []*Header              `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty"`
+	Remove        []string               `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeaderModifier) Reset() {
+	*x = HeaderModifier{}
+	mi := &file_mesh_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeaderModifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeaderModifier) ProtoMessage() {}
+
+func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
+func (*HeaderModifier) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HeaderModifier) GetSet() []*Header {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *HeaderModifier) GetAdd() []*Header {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *HeaderModifier) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+type Header struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Header) Reset() {
+	*x = Header{}
+	mi := &file_mesh_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Header) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Header) ProtoMessage() {}
+
+func (x *Header) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Header.ProtoReflect.Descriptor instead.
+func (*Header) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Header) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Header) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// RequestMirror sends a copy of matching requests to backend; its answer
+// is discarded and never delays the primary.
+type RequestMirror struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend *Backend               `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	// percent of requests mirrored, 0..100; 0 means 100.
+	Percent       float64 `protobuf:"fixed64,2,opt,name=percent,proto3" json:"percent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestMirror) Reset() {
+	*x = RequestMirror{}
+	mi := &file_mesh_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestMirror) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestMirror) ProtoMessage() {}
+
+func (x *RequestMirror) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestMirror.ProtoReflect.Descriptor instead.
+func (*RequestMirror) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RequestMirror) GetBackend() *Backend {
+	if x != nil {
+		return x.Backend
+	}
+	return nil
+}
+
+func (x *RequestMirror) GetPercent() float64 {
+	if x != nil {
+		return x.Percent
+	}
+	return 0
+}
+
+type URLRewrite struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Hostname string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// replace_full_path or replace_prefix_match (exactly one may be set).
+	ReplaceFullPath    string `protobuf:"bytes,2,opt,name=replace_full_path,json=replaceFullPath,proto3" json:"replace_full_path,omitempty"`
+	ReplacePrefixMatch string `protobuf:"bytes,3,opt,name=replace_prefix_match,json=replacePrefixMatch,proto3" json:"replace_prefix_match,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *URLRewrite) Reset() {
+	*x = URLRewrite{}
+	mi := &file_mesh_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *URLRewrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*URLRewrite) ProtoMessage() {}
+
+func (x *URLRewrite) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
+func (*URLRewrite) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *URLRewrite) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *URLRewrite) GetReplaceFullPath() string {
+	if x != nil {
+		return x.ReplaceFullPath
+	}
+	return ""
+}
+
+func (x *URLRewrite) GetReplacePrefixMatch() string {
+	if x != nil {
+		return x.ReplacePrefixMatch
+	}
+	return ""
+}
+
+type RequestRedirect struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Scheme             string                 `protobuf:"bytes,1,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	Hostname           string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	ReplaceFullPath    string                 `protobuf:"bytes,3,opt,name=replace_full_path,json=replaceFullPath,proto3" json:"replace_full_path,omitempty"`
+	ReplacePrefixMatch string                 `protobuf:"bytes,4,opt,name=replace_prefix_match,json=replacePrefixMatch,proto3" json:"replace_prefix_match,omitempty"`
+	Port               uint32                 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	// status_code: 301 or 302 (default 302).
+	StatusCode    uint32 `protobuf:"varint,6,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestRedirect) Reset() {
+	*x = RequestRedirect{}
+	mi := &file_mesh_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestRedirect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestRedirect) ProtoMessage() {}
+
+func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
+func (*RequestRedirect) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RequestRedirect) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *RequestRedirect) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *RequestRedirect) GetReplaceFullPath() string {
+	if x != nil {
+		return x.ReplaceFullPath
+	}
+	return ""
+}
+
+func (x *RequestRedirect) GetReplacePrefixMatch() string {
+	if x != nil {
+		return x.ReplacePrefixMatch
+	}
+	return ""
+}
+
+func (x *RequestRedirect) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *RequestRedirect) GetStatusCode() uint32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+// RetryPolicy of a rule. A request is retried only when it never reached
+// the application (connect failure, refused stream) or when retryable is
+// set and the condition holds; a body larger than max_body_bytes is never
+// retried.
+type RetryPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_attempts counts the first try; 0 or 1 = no retries.
+	MaxAttempts     uint32 `protobuf:"varint,1,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	PerTryTimeoutMs int64  `protobuf:"varint,2,opt,name=per_try_timeout_ms,json=perTryTimeoutMs,proto3" json:"per_try_timeout_ms,omitempty"`
+	// retryable: the route declares its requests safe to send again.
+	Retryable bool `protobuf:"varint,3,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	// on_status lists HTTP statuses that trigger a retry ("5xx" is
+	// 500..599 expanded by the controller; "gateway-error" 502,503,504).
+	OnStatus []uint32 `protobuf:"varint,4,rep,packed,name=on_status,json=onStatus,proto3" json:"on_status,omitempty"`
+	// on_grpc lists gRPC status codes that trigger a retry.
+	OnGrpc           []uint32 `protobuf:"varint,5,rep,packed,name=on_grpc,json=onGrpc,proto3" json:"on_grpc,omitempty"`
+	OnConnectFailure bool     `protobuf:"varint,6,opt,name=on_connect_failure,json=onConnectFailure,proto3" json:"on_connect_failure,omitempty"`
+	// max_body_bytes buffered for retries; default 64 KiB.
+	MaxBodyBytes  uint32 `protobuf:"varint,7,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
+	BackoffBaseMs int64  `protobuf:"varint,8,opt,name=backoff_base_ms,json=backoffBaseMs,proto3" json:"backoff_base_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryPolicy) Reset() {
+	*x = RetryPolicy{}
+	mi := &file_mesh_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryPolicy) ProtoMessage() {}
+
+func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
+func (*RetryPolicy) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RetryPolicy) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetPerTryTimeoutMs() int64 {
+	if x != nil {
+		return x.PerTryTimeoutMs
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetRetryable() bool {
+	if x != nil {
+		return x.Retryable
+	}
+	return false
+}
+
+func (x *RetryPolicy) GetOnStatus() []uint32 {
+	if x != nil {
+		return x.OnStatus
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetOnGrpc() []uint32 {
+	if x != nil {
+		return x.OnGrpc
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetOnConnectFailure() bool {
+	if x != nil {
+		return x.OnConnectFailure
+	}
+	return false
+}
+
+func (x *RetryPolicy) GetMaxBodyBytes() uint32 {
+	if x != nil {
+		return x.MaxBodyBytes
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetBackoffBaseMs() int64 {
+	if x != nil {
+		return x.BackoffBaseMs
+	}
+	return 0
+}
+
+// FaultInjection delays or aborts a percentage of matching requests.
+type FaultInjection struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	DelayPercent    float64                `protobuf:"fixed64,1,opt,name=delay_percent,json=delayPercent,proto3" json:"delay_percent,omitempty"`
+	DelayMs         int64                  `protobuf:"varint,2,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
+	AbortPercent    float64                `protobuf:"fixed64,3,opt,name=abort_percent,json=abortPercent,proto3" json:"abort_percent,omitempty"`
+	AbortHttpStatus uint32                 `protobuf:"varint,4,opt,name=abort_http_status,json=abortHttpStatus,proto3" json:"abort_http_status,omitempty"`
+	// abort_grpc_status is used for gRPC requests; 0 = UNAVAILABLE.
+	AbortGrpcStatus uint32 `protobuf:"varint,5,opt,name=abort_grpc_status,json=abortGrpcStatus,proto3" json:"abort_grpc_status,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FaultInjection) Reset() {
+	*x = FaultInjection{}
+	mi := &file_mesh_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FaultInjection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FaultInjection) ProtoMessage() {}
+
+func (x *FaultInjection) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FaultInjection.ProtoReflect.Descriptor instead.
+func (*FaultInjection) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FaultInjection) GetDelayPercent() float64 {
+	if x != nil {
+		return x.DelayPercent
+	}
+	return 0
+}
+
+func (x *FaultInjection) GetDelayMs() int64 {
+	if x != nil {
+		return x.DelayMs
+	}
+	return 0
+}
+
+func (x *FaultInjection) GetAbortPercent() float64 {
+	if x != nil {
+		return x.AbortPercent
+	}
+	return 0
+}
+
+func (x *FaultInjection) GetAbortHttpStatus() uint32 {
+	if x != nil {
+		return x.AbortHttpStatus
+	}
+	return 0
+}
+
+func (x *FaultInjection) GetAbortGrpcStatus() uint32 {
+	if x != nil {
+		return x.AbortGrpcStatus
+	}
+	return 0
+}
+
+// Resilience is a destination's client-side protection.
+type Resilience struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Retry budget (Linkerd-style): retries may add at most budget_ratio of
+	// the live request rate, plus budget_min_per_second. 0 = defaults
+	// (0.2 and 10/s).
+	BudgetRatio        float64 `protobuf:"fixed64,1,opt,name=budget_ratio,json=budgetRatio,proto3" json:"budget_ratio,omitempty"`
+	BudgetMinPerSecond uint32  `protobuf:"varint,2,opt,name=budget_min_per_second,json=budgetMinPerSecond,proto3" json:"budget_min_per_second,omitempty"`
+	// Circuit breaking by failure accrual: after consecutive_failures the
+	// endpoint is ejected for base_ejection_ms, doubling to max_ejection_ms;
+	// a probe request lets it back.
+	ConsecutiveFailures uint32 `protobuf:"varint,3,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	BaseEjectionMs      int64  `protobuf:"varint,4,opt,name=base_ejection_ms,json=baseEjectionMs,proto3" json:"base_ejection_ms,omitempty"`
+	MaxEjectionMs       int64  `protobuf:"varint,5,opt,name=max_ejection_ms,json=maxEjectionMs,proto3" json:"max_ejection_ms,omitempty"`
+	// Limits per destination: requests waiting or in flight beyond
+	// max_pending_requests, and connections beyond max_connections, are
+	// answered 503 at once with the reason. 0 = unlimited.
+	MaxPendingRequests uint32 `protobuf:"varint,6,opt,name=max_pending_requests,json=maxPendingRequests,proto3" json:"max_pending_requests,omitempty"`
+	MaxConnections     uint32 `protobuf:"varint,7,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// idle_timeout_ms closes idle client and upstream connections.
+	IdleTimeoutMs int64 `protobuf:"varint,8,opt,name=idle_timeout_ms,json=idleTimeoutMs,proto3" json:"idle_timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resilience) Reset() {
+	*x = Resilience{}
+	mi := &file_mesh_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resilience) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resilience) ProtoMessage() {}
+
+func (x *Resilience) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resilience.ProtoReflect.Descriptor instead.
+func (*Resilience) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Resilience) GetBudgetRatio() float64 {
+	if x != nil {
+		return x.BudgetRatio
+	}
+	return 0
+}
+
+func (x *Resilience) GetBudgetMinPerSecond() uint32 {
+	if x != nil {
+		return x.BudgetMinPerSecond
+	}
+	return 0
+}
+
+func (x *Resilience) GetConsecutiveFailures() uint32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *Resilience) GetBaseEjectionMs() int64 {
+	if x != nil {
+		return x.BaseEjectionMs
+	}
+	return 0
+}
+
+func (x *Resilience) GetMaxEjectionMs() int64 {
+	if x != nil {
+		return x.MaxEjectionMs
+	}
+	return 0
+}
+
+func (x *Resilience) GetMaxPendingRequests() uint32 {
+	if x != nil {
+		return x.MaxPendingRequests
+	}
+	return 0
+}
+
+func (x *Resilience) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *Resilience) GetIdleTimeoutMs() int64 {
+	if x != nil {
+		return x.IdleTimeoutMs
+	}
+	return 0
+}
+
 type Backend struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// service is the canonical name of the backend service.
@@ -308,7 +1590,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_mesh_proto_msgTypes[3]
+	mi := &file_mesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +1602,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[3]
+	mi := &file_mesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +1615,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{3}
+	return file_mesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Backend) GetService() string {
@@ -377,7 +1659,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_mesh_proto_msgTypes[4]
+	mi := &file_mesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +1671,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[4]
+	mi := &file_mesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +1684,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{4}
+	return file_mesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -449,7 +1731,7 @@ type InboundRequest struct {
 
 func (x *InboundRequest) Reset() {
 	*x = InboundRequest{}
-	mi := &file_mesh_proto_msgTypes[5]
+	mi := &file_mesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +1743,7 @@ func (x *InboundRequest) String() string {
 func (*InboundRequest) ProtoMessage() {}
 
 func (x *InboundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[5]
+	mi := &file_mesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +1756,7 @@ func (x *InboundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundRequest.ProtoReflect.Descriptor instead.
 func (*InboundRequest) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{5}
+	return file_mesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *InboundRequest) GetProxy() *ProxyInfo {
@@ -499,7 +1781,7 @@ type InboundSnapshot struct {
 
 func (x *InboundSnapshot) Reset() {
 	*x = InboundSnapshot{}
-	mi := &file_mesh_proto_msgTypes[6]
+	mi := &file_mesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +1793,7 @@ func (x *InboundSnapshot) String() string {
 func (*InboundSnapshot) ProtoMessage() {}
 
 func (x *InboundSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[6]
+	mi := &file_mesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +1806,7 @@ func (x *InboundSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundSnapshot.ProtoReflect.Descriptor instead.
 func (*InboundSnapshot) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{6}
+	return file_mesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InboundSnapshot) GetVersion() uint64 {
@@ -558,15 +1840,19 @@ func (x *InboundSnapshot) GetPorts() []*InboundPort {
 type InboundPort struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// port is the application's port.
-	Port          uint32   `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
-	Protocol      Protocol `protobuf:"varint,2,opt,name=protocol,proto3,enum=weft.mesh.v1.Protocol" json:"protocol,omitempty"`
+	Port     uint32   `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	Protocol Protocol `protobuf:"varint,2,opt,name=protocol,proto3,enum=weft.mesh.v1.Protocol" json:"protocol,omitempty"`
+	// policy decides who may connect to the port and send what.
+	Policy *InboundPolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// rate_limit applies to requests on this port; unset = none.
+	RateLimit     *RateLimit `protobuf:"bytes,4,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InboundPort) Reset() {
 	*x = InboundPort{}
-	mi := &file_mesh_proto_msgTypes[7]
+	mi := &file_mesh_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +1864,7 @@ func (x *InboundPort) String() string {
 func (*InboundPort) ProtoMessage() {}
 
 func (x *InboundPort) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[7]
+	mi := &file_mesh_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +1877,7 @@ func (x *InboundPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundPort.ProtoReflect.Descriptor instead.
 func (*InboundPort) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{7}
+	return file_mesh_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InboundPort) GetPort() uint32 {
@@ -608,6 +1894,322 @@ func (x *InboundPort) GetProtocol() Protocol {
 	return Protocol_PROTOCOL_UNSPECIFIED
 }
 
+func (x *InboundPort) GetPolicy() *InboundPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *InboundPort) GetRateLimit() *RateLimit {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
+// InboundPolicy is the authorization of one port.
+type InboundPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// server is "Server/default/api-http" when a Server selects the port;
+	// once one does, only its rules allow (default is then DENY unless
+	// default_policy is AUDIT).
+	Server        string                `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	DefaultPolicy InboundPolicy_Default `protobuf:"varint,2,opt,name=default_policy,json=defaultPolicy,proto3,enum=weft.mesh.v1.InboundPolicy_Default" json:"default_policy,omitempty"`
+	TlsMode       InboundPolicy_TLSMode `protobuf:"varint,3,opt,name=tls_mode,json=tlsMode,proto3,enum=weft.mesh.v1.InboundPolicy_TLSMode" json:"tls_mode,omitempty"`
+	// rules allow; a request is allowed when any rule matches.
+	Rules         []*AuthzRule `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboundPolicy) Reset() {
+	*x = InboundPolicy{}
+	mi := &file_mesh_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboundPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboundPolicy) ProtoMessage() {}
+
+func (x *InboundPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboundPolicy.ProtoReflect.Descriptor instead.
+func (*InboundPolicy) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *InboundPolicy) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *InboundPolicy) GetDefaultPolicy() InboundPolicy_Default {
+	if x != nil {
+		return x.DefaultPolicy
+	}
+	return InboundPolicy_ALL_UNAUTHENTICATED
+}
+
+func (x *InboundPolicy) GetTlsMode() InboundPolicy_TLSMode {
+	if x != nil {
+		return x.TlsMode
+	}
+	return InboundPolicy_PERMISSIVE
+}
+
+func (x *InboundPolicy) GetRules() []*AuthzRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+type AuthzRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the AuthorizationPolicy's "namespace/name", reported in the
+	// 403 and in metrics.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// identities: exact SPIFFE IDs; "*" means any authenticated client.
+	Identities []string `protobuf:"bytes,2,rep,name=identities,proto3" json:"identities,omitempty"`
+	// namespaces of authenticated clients.
+	Namespaces []string `protobuf:"bytes,3,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
+	// unauthenticated: the rule also matches clients without identity.
+	Unauthenticated bool `protobuf:"varint,4,opt,name=unauthenticated,proto3" json:"unauthenticated,omitempty"`
+	// HTTP conditions (ignored for TCP): any path (exact, or prefix when it
+	// ends with "/*"), any method, and every header must match.
+	Paths         []string       `protobuf:"bytes,5,rep,name=paths,proto3" json:"paths,omitempty"`
+	Methods       []string       `protobuf:"bytes,6,rep,name=methods,proto3" json:"methods,omitempty"`
+	Headers       []*HeaderMatch `protobuf:"bytes,7,rep,name=headers,proto3" json:"headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthzRule) Reset() {
+	*x = AuthzRule{}
+	mi := &file_mesh_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthzRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthzRule) ProtoMessage() {}
+
+func (x *AuthzRule) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthzRule.ProtoReflect.Descriptor instead.
+func (*AuthzRule) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AuthzRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthzRule) GetIdentities() []string {
+	if x != nil {
+		return x.Identities
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetNamespaces() []string {
+	if x != nil {
+		return x.Namespaces
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetUnauthenticated() bool {
+	if x != nil {
+		return x.Unauthenticated
+	}
+	return false
+}
+
+func (x *AuthzRule) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetMethods() []string {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetHeaders() []*HeaderMatch {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// RateLimit is a local token bucket per proxy.
+type RateLimit struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	RequestsPerSecond float64                `protobuf:"fixed64,1,opt,name=requests_per_second,json=requestsPerSecond,proto3" json:"requests_per_second,omitempty"`
+	Burst             uint32                 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
+	// overrides give specific client identities their own bucket.
+	Overrides     []*RateLimitOverride `protobuf:"bytes,3,rep,name=overrides,proto3" json:"overrides,omitempty"`
+	Name          string               `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimit) Reset() {
+	*x = RateLimit{}
+	mi := &file_mesh_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimit) ProtoMessage() {}
+
+func (x *RateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
+func (*RateLimit) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RateLimit) GetRequestsPerSecond() float64 {
+	if x != nil {
+		return x.RequestsPerSecond
+	}
+	return 0
+}
+
+func (x *RateLimit) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *RateLimit) GetOverrides() []*RateLimitOverride {
+	if x != nil {
+		return x.Overrides
+	}
+	return nil
+}
+
+func (x *RateLimit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RateLimitOverride struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Identities        []string               `protobuf:"bytes,1,rep,name=identities,proto3" json:"identities,omitempty"`
+	RequestsPerSecond float64                `protobuf:"fixed64,2,opt,name=requests_per_second,json=requestsPerSecond,proto3" json:"requests_per_second,omitempty"`
+	Burst             uint32                 `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RateLimitOverride) Reset() {
+	*x = RateLimitOverride{}
+	mi := &file_mesh_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimitOverride) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimitOverride) ProtoMessage() {}
+
+func (x *RateLimitOverride) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimitOverride.ProtoReflect.Descriptor instead.
+func (*RateLimitOverride) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RateLimitOverride) GetIdentities() []string {
+	if x != nil {
+		return x.Identities
+	}
+	return nil
+}
+
+func (x *RateLimitOverride) GetRequestsPerSecond() float64 {
+	if x != nil {
+		return x.RequestsPerSecond
+	}
+	return 0
+}
+
+func (x *RateLimitOverride) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
 var File_mesh_proto protoreflect.FileDescriptor
 
 const file_mesh_proto_rawDesc = "" +
@@ -620,14 +2222,107 @@ const file_mesh_proto_rawDesc = "" +
 	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"a\n" +
 	"\x12DestinationRequest\x12\x1c\n" +
 	"\tauthority\x18\x01 \x01(\tR\tauthority\x12-\n" +
-	"\x05proxy\x18\x02 \x01(\v2\x17.weft.mesh.v1.ProxyInfoR\x05proxy\"\xe6\x01\n" +
+	"\x05proxy\x18\x02 \x01(\v2\x17.weft.mesh.v1.ProxyInfoR\x05proxy\"\xd1\x02\n" +
 	"\x13DestinationSnapshot\x12\x1c\n" +
 	"\tauthority\x18\x01 \x01(\tR\tauthority\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06exists\x18\x03 \x01(\bR\x06exists\x12\x18\n" +
 	"\aservice\x18\x04 \x01(\tR\aservice\x122\n" +
 	"\bprotocol\x18\x05 \x01(\x0e2\x16.weft.mesh.v1.ProtocolR\bprotocol\x121\n" +
-	"\bbackends\x18\x06 \x03(\v2\x15.weft.mesh.v1.BackendR\bbackends\"q\n" +
+	"\bbackends\x18\x06 \x03(\v2\x15.weft.mesh.v1.BackendR\bbackends\x12/\n" +
+	"\x06routes\x18\a \x03(\v2\x17.weft.mesh.v1.RouteRuleR\x06routes\x128\n" +
+	"\n" +
+	"resilience\x18\b \x01(\v2\x18.weft.mesh.v1.ResilienceR\n" +
+	"resilience\"\x92\x03\n" +
+	"\tRouteRule\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\tR\x05route\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\rR\x04rule\x122\n" +
+	"\amatches\x18\x03 \x03(\v2\x18.weft.mesh.v1.RouteMatchR\amatches\x121\n" +
+	"\bbackends\x18\x04 \x03(\v2\x15.weft.mesh.v1.BackendR\bbackends\x123\n" +
+	"\afilters\x18\x05 \x03(\v2\x19.weft.mesh.v1.RouteFilterR\afilters\x12,\n" +
+	"\x12request_timeout_ms\x18\x06 \x01(\x03R\x10requestTimeoutMs\x12,\n" +
+	"\x12backend_timeout_ms\x18\a \x01(\x03R\x10backendTimeoutMs\x12/\n" +
+	"\x05retry\x18\b \x01(\v2\x19.weft.mesh.v1.RetryPolicyR\x05retry\x122\n" +
+	"\x05fault\x18\t \x01(\v2\x1c.weft.mesh.v1.FaultInjectionR\x05fault\"\xb6\x01\n" +
+	"\n" +
+	"RouteMatch\x12+\n" +
+	"\x04path\x18\x01 \x01(\v2\x17.weft.mesh.v1.PathMatchR\x04path\x123\n" +
+	"\aheaders\x18\x02 \x03(\v2\x19.weft.mesh.v1.HeaderMatchR\aheaders\x12.\n" +
+	"\x05query\x18\x03 \x03(\v2\x18.weft.mesh.v1.QueryMatchR\x05query\x12\x16\n" +
+	"\x06method\x18\x04 \x01(\tR\x06method\"}\n" +
+	"\tPathMatch\x120\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1c.weft.mesh.v1.PathMatch.TypeR\x04type\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"(\n" +
+	"\x04Type\x12\n" +
+	"\n" +
+	"\x06PREFIX\x10\x00\x12\t\n" +
+	"\x05EXACT\x10\x01\x12\t\n" +
+	"\x05REGEX\x10\x02\"M\n" +
+	"\vHeaderMatch\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x14\n" +
+	"\x05regex\x18\x03 \x01(\bR\x05regex\"L\n" +
+	"\n" +
+	"QueryMatch\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x14\n" +
+	"\x05regex\x18\x03 \x01(\bR\x05regex\"\x96\x03\n" +
+	"\vRouteFilter\x12V\n" +
+	"\x17request_header_modifier\x18\x01 \x01(\v2\x1c.weft.mesh.v1.HeaderModifierH\x00R\x15requestHeaderModifier\x12X\n" +
+	"\x18response_header_modifier\x18\x02 \x01(\v2\x1c.weft.mesh.v1.HeaderModifierH\x00R\x16responseHeaderModifier\x12D\n" +
+	"\x0erequest_mirror\x18\x03 \x01(\v2\x1b.weft.mesh.v1.RequestMirrorH\x00R\rrequestMirror\x12;\n" +
+	"\vurl_rewrite\x18\x04 \x01(\v2\x18.weft.mesh.v1.URLRewriteH\x00R\n" +
+	"urlRewrite\x12J\n" +
+	"\x10request_redirect\x18\x05 \x01(\v2\x1d.weft.mesh.v1.RequestRedirectH\x00R\x0frequestRedirectB\x06\n" +
+	"\x04kind\"x\n" +
+	"\x0eHeaderModifier\x12&\n" +
+	"\x03set\x18\x01 \x03(\v2\x14.weft.mesh.v1.HeaderR\x03set\x12&\n" +
+	"\x03add\x18\x02 \x03(\v2\x14.weft.mesh.v1.HeaderR\x03add\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\"2\n" +
+	"\x06Header\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"Z\n" +
+	"\rRequestMirror\x12/\n" +
+	"\abackend\x18\x01 \x01(\v2\x15.weft.mesh.v1.BackendR\abackend\x12\x18\n" +
+	"\apercent\x18\x02 \x01(\x01R\apercent\"\x86\x01\n" +
+	"\n" +
+	"URLRewrite\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12*\n" +
+	"\x11replace_full_path\x18\x02 \x01(\tR\x0freplaceFullPath\x120\n" +
+	"\x14replace_prefix_match\x18\x03 \x01(\tR\x12replacePrefixMatch\"\xd8\x01\n" +
+	"\x0fRequestRedirect\x12\x16\n" +
+	"\x06scheme\x18\x01 \x01(\tR\x06scheme\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12*\n" +
+	"\x11replace_full_path\x18\x03 \x01(\tR\x0freplaceFullPath\x120\n" +
+	"\x14replace_prefix_match\x18\x04 \x01(\tR\x12replacePrefixMatch\x12\x12\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\x12\x1f\n" +
+	"\vstatus_code\x18\x06 \x01(\rR\n" +
+	"statusCode\"\xad\x02\n" +
+	"\vRetryPolicy\x12!\n" +
+	"\fmax_attempts\x18\x01 \x01(\rR\vmaxAttempts\x12+\n" +
+	"\x12per_try_timeout_ms\x18\x02 \x01(\x03R\x0fperTryTimeoutMs\x12\x1c\n" +
+	"\tretryable\x18\x03 \x01(\bR\tretryable\x12\x1b\n" +
+	"\ton_status\x18\x04 \x03(\rR\bonStatus\x12\x17\n" +
+	"\aon_grpc\x18\x05 \x03(\rR\x06onGrpc\x12,\n" +
+	"\x12on_connect_failure\x18\x06 \x01(\bR\x10onConnectFailure\x12$\n" +
+	"\x0emax_body_bytes\x18\a \x01(\rR\fmaxBodyBytes\x12&\n" +
+	"\x0fbackoff_base_ms\x18\b \x01(\x03R\rbackoffBaseMs\"\xcd\x01\n" +
+	"\x0eFaultInjection\x12#\n" +
+	"\rdelay_percent\x18\x01 \x01(\x01R\fdelayPercent\x12\x19\n" +
+	"\bdelay_ms\x18\x02 \x01(\x03R\adelayMs\x12#\n" +
+	"\rabort_percent\x18\x03 \x01(\x01R\fabortPercent\x12*\n" +
+	"\x11abort_http_status\x18\x04 \x01(\rR\x0fabortHttpStatus\x12*\n" +
+	"\x11abort_grpc_status\x18\x05 \x01(\rR\x0fabortGrpcStatus\"\xea\x02\n" +
+	"\n" +
+	"Resilience\x12!\n" +
+	"\fbudget_ratio\x18\x01 \x01(\x01R\vbudgetRatio\x121\n" +
+	"\x15budget_min_per_second\x18\x02 \x01(\rR\x12budgetMinPerSecond\x121\n" +
+	"\x14consecutive_failures\x18\x03 \x01(\rR\x13consecutiveFailures\x12(\n" +
+	"\x10base_ejection_ms\x18\x04 \x01(\x03R\x0ebaseEjectionMs\x12&\n" +
+	"\x0fmax_ejection_ms\x18\x05 \x01(\x03R\rmaxEjectionMs\x120\n" +
+	"\x14max_pending_requests\x18\x06 \x01(\rR\x12maxPendingRequests\x12'\n" +
+	"\x0fmax_connections\x18\a \x01(\rR\x0emaxConnections\x12&\n" +
+	"\x0fidle_timeout_ms\x18\b \x01(\x03R\ridleTimeoutMs\"q\n" +
 	"\aBackend\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x124\n" +
@@ -647,10 +2342,51 @@ const file_mesh_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05known\x18\x02 \x01(\bR\x05known\x12\x18\n" +
 	"\aservice\x18\x03 \x01(\tR\aservice\x12/\n" +
-	"\x05ports\x18\x04 \x03(\v2\x19.weft.mesh.v1.InboundPortR\x05ports\"U\n" +
+	"\x05ports\x18\x04 \x03(\v2\x19.weft.mesh.v1.InboundPortR\x05ports\"\xc2\x01\n" +
 	"\vInboundPort\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x122\n" +
-	"\bprotocol\x18\x02 \x01(\x0e2\x16.weft.mesh.v1.ProtocolR\bprotocol*M\n" +
+	"\bprotocol\x18\x02 \x01(\x0e2\x16.weft.mesh.v1.ProtocolR\bprotocol\x123\n" +
+	"\x06policy\x18\x03 \x01(\v2\x1b.weft.mesh.v1.InboundPolicyR\x06policy\x126\n" +
+	"\n" +
+	"rate_limit\x18\x04 \x01(\v2\x17.weft.mesh.v1.RateLimitR\trateLimit\"\xd9\x02\n" +
+	"\rInboundPolicy\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12J\n" +
+	"\x0edefault_policy\x18\x02 \x01(\x0e2#.weft.mesh.v1.InboundPolicy.DefaultR\rdefaultPolicy\x12>\n" +
+	"\btls_mode\x18\x03 \x01(\x0e2#.weft.mesh.v1.InboundPolicy.TLSModeR\atlsMode\x12-\n" +
+	"\x05rules\x18\x04 \x03(\v2\x17.weft.mesh.v1.AuthzRuleR\x05rules\"N\n" +
+	"\aDefault\x12\x17\n" +
+	"\x13ALL_UNAUTHENTICATED\x10\x00\x12\x15\n" +
+	"\x11ALL_AUTHENTICATED\x10\x01\x12\b\n" +
+	"\x04DENY\x10\x02\x12\t\n" +
+	"\x05AUDIT\x10\x03\"%\n" +
+	"\aTLSMode\x12\x0e\n" +
+	"\n" +
+	"PERMISSIVE\x10\x00\x12\n" +
+	"\n" +
+	"\x06STRICT\x10\x01\"\xee\x01\n" +
+	"\tAuthzRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"identities\x18\x02 \x03(\tR\n" +
+	"identities\x12\x1e\n" +
+	"\n" +
+	"namespaces\x18\x03 \x03(\tR\n" +
+	"namespaces\x12(\n" +
+	"\x0funauthenticated\x18\x04 \x01(\bR\x0funauthenticated\x12\x14\n" +
+	"\x05paths\x18\x05 \x03(\tR\x05paths\x12\x18\n" +
+	"\amethods\x18\x06 \x03(\tR\amethods\x123\n" +
+	"\aheaders\x18\a \x03(\v2\x19.weft.mesh.v1.HeaderMatchR\aheaders\"\xa4\x01\n" +
+	"\tRateLimit\x12.\n" +
+	"\x13requests_per_second\x18\x01 \x01(\x01R\x11requestsPerSecond\x12\x14\n" +
+	"\x05burst\x18\x02 \x01(\rR\x05burst\x12=\n" +
+	"\toverrides\x18\x03 \x03(\v2\x1f.weft.mesh.v1.RateLimitOverrideR\toverrides\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"y\n" +
+	"\x11RateLimitOverride\x12\x1e\n" +
+	"\n" +
+	"identities\x18\x01 \x03(\tR\n" +
+	"identities\x12.\n" +
+	"\x13requests_per_second\x18\x02 \x01(\x01R\x11requestsPerSecond\x12\x14\n" +
+	"\x05burst\x18\x03 \x01(\rR\x05burst*M\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05HTTP1\x10\x01\x12\t\n" +
@@ -674,38 +2410,85 @@ func file_mesh_proto_rawDescGZIP() []byte {
 	return file_mesh_proto_rawDescData
 }
 
-var file_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_mesh_proto_goTypes = []any{
 	(Protocol)(0),               // 0: weft.mesh.v1.Protocol
-	(*ProxyInfo)(nil),           // 1: weft.mesh.v1.ProxyInfo
-	(*DestinationRequest)(nil),  // 2: weft.mesh.v1.DestinationRequest
-	(*DestinationSnapshot)(nil), // 3: weft.mesh.v1.DestinationSnapshot
-	(*Backend)(nil),             // 4: weft.mesh.v1.Backend
-	(*Endpoint)(nil),            // 5: weft.mesh.v1.Endpoint
-	(*InboundRequest)(nil),      // 6: weft.mesh.v1.InboundRequest
-	(*InboundSnapshot)(nil),     // 7: weft.mesh.v1.InboundSnapshot
-	(*InboundPort)(nil),         // 8: weft.mesh.v1.InboundPort
-	nil,                         // 9: weft.mesh.v1.Endpoint.LabelsEntry
+	(PathMatch_Type)(0),         // 1: weft.mesh.v1.PathMatch.Type
+	(InboundPolicy_Default)(0),  // 2: weft.mesh.v1.InboundPolicy.Default
+	(InboundPolicy_TLSMode)(0),  // 3: weft.mesh.v1.InboundPolicy.TLSMode
+	(*ProxyInfo)(nil),           // 4: weft.mesh.v1.ProxyInfo
+	(*DestinationRequest)(nil),  // 5: weft.mesh.v1.DestinationRequest
+	(*DestinationSnapshot)(nil), // 6: weft.mesh.v1.DestinationSnapshot
+	(*RouteRule)(nil),           // 7: weft.mesh.v1.RouteRule
+	(*RouteMatch)(nil),          // 8: weft.mesh.v1.RouteMatch
+	(*PathMatch)(nil),           // 9: weft.mesh.v1.PathMatch
+	(*HeaderMatch)(nil),         // 10: weft.mesh.v1.HeaderMatch
+	(*QueryMatch)(nil),          // 11: weft.mesh.v1.QueryMatch
+	(*RouteFilter)(nil),         // 12: weft.mesh.v1.RouteFilter
+	(*HeaderModifier)(nil),      // 13: weft.mesh.v1.HeaderModifier
+	(*Header)(nil),              // 14: weft.mesh.v1.Header
+	(*RequestMirror)(nil),       // 15: weft.mesh.v1.RequestMirror
+	(*URLRewrite)(nil),          // 16: weft.mesh.v1.URLRewrite
+	(*RequestRedirect)(nil),     // 17: weft.mesh.v1.RequestRedirect
+	(*RetryPolicy)(nil),         // 18: weft.mesh.v1.RetryPolicy
+	(*FaultInjection)(nil),      // 19: weft.mesh.v1.FaultInjection
+	(*Resilience)(nil),          // 20: weft.mesh.v1.Resilience
+	(*Backend)(nil),             // 21: weft.mesh.v1.Backend
+	(*Endpoint)(nil),            // 22: weft.mesh.v1.Endpoint
+	(*InboundRequest)(nil),      // 23: weft.mesh.v1.InboundRequest
+	(*InboundSnapshot)(nil),     // 24: weft.mesh.v1.InboundSnapshot
+	(*InboundPort)(nil),         // 25: weft.mesh.v1.InboundPort
+	(*InboundPolicy)(nil),       // 26: weft.mesh.v1.InboundPolicy
+	(*AuthzRule)(nil),           // 27: weft.mesh.v1.AuthzRule
+	(*RateLimit)(nil),           // 28: weft.mesh.v1.RateLimit
+	(*RateLimitOverride)(nil),   // 29: weft.mesh.v1.RateLimitOverride
+	nil,                         // 30: weft.mesh.v1.Endpoint.LabelsEntry
 }
 var file_mesh_proto_depIdxs = []int32{
-	1,  // 0: weft.mesh.v1.DestinationRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
+	4,  // 0: weft.mesh.v1.DestinationRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
 	0,  // 1: weft.mesh.v1.DestinationSnapshot.protocol:type_name -> weft.mesh.v1.Protocol
-	4,  // 2: weft.mesh.v1.DestinationSnapshot.backends:type_name -> weft.mesh.v1.Backend
-	5,  // 3: weft.mesh.v1.Backend.endpoints:type_name -> weft.mesh.v1.Endpoint
-	9,  // 4: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	1,  // 5: weft.mesh.v1.InboundRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
-	8,  // 6: weft.mesh.v1.InboundSnapshot.ports:type_name -> weft.mesh.v1.InboundPort
-	0,  // 7: weft.mesh.v1.InboundPort.protocol:type_name -> weft.mesh.v1.Protocol
-	2,  // 8: weft.mesh.v1.Destinations.Watch:input_type -> weft.mesh.v1.DestinationRequest
-	6,  // 9: weft.mesh.v1.Inbound.Watch:input_type -> weft.mesh.v1.InboundRequest
-	3,  // 10: weft.mesh.v1.Destinations.Watch:output_type -> weft.mesh.v1.DestinationSnapshot
-	7,  // 11: weft.mesh.v1.Inbound.Watch:output_type -> weft.mesh.v1.InboundSnapshot
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	21, // 2: weft.mesh.v1.DestinationSnapshot.backends:type_name -> weft.mesh.v1.Backend
+	7,  // 3: weft.mesh.v1.DestinationSnapshot.routes:type_name -> weft.mesh.v1.RouteRule
+	20, // 4: weft.mesh.v1.DestinationSnapshot.resilience:type_name -> weft.mesh.v1.Resilience
+	8,  // 5: weft.mesh.v1.RouteRule.matches:type_name -> weft.mesh.v1.RouteMatch
+	21, // 6: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.Backend
+	12, // 7: weft.mesh.v1.RouteRule.filters:type_name -> weft.mesh.v1.RouteFilter
+	18, // 8: weft.mesh.v1.RouteRule.retry:type_name -> weft.mesh.v1.RetryPolicy
+	19, // 9: weft.mesh.v1.RouteRule.fault:type_name -> weft.mesh.v1.FaultInjection
+	9,  // 10: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
+	10, // 11: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.HeaderMatch
+	11, // 12: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.QueryMatch
+	1,  // 13: weft.mesh.v1.PathMatch.type:type_name -> weft.mesh.v1.PathMatch.Type
+	13, // 14: weft.mesh.v1.RouteFilter.request_header_modifier:type_name -> weft.mesh.v1.HeaderModifier
+	13, // 15: weft.mesh.v1.RouteFilter.response_header_modifier:type_name -> weft.mesh.v1.HeaderModifier
+	15, // 16: weft.mesh.v1.RouteFilter.request_mirror:type_name -> weft.mesh.v1.RequestMirror
+	16, // 17: weft.mesh.v1.RouteFilter.url_rewrite:type_name -> weft.mesh.v1.URLRewrite
+	17, // 18: weft.mesh.v1.RouteFilter.request_redirect:type_name -> weft.mesh.v1.RequestRedirect
+	14, // 19: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.Header
+	14, // 20: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.Header
+	21, // 21: weft.mesh.v1.RequestMirror.backend:type_name -> weft.mesh.v1.Backend
+	22, // 22: weft.mesh.v1.Backend.endpoints:type_name -> weft.mesh.v1.Endpoint
+	30, // 23: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	4,  // 24: weft.mesh.v1.InboundRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
+	25, // 25: weft.mesh.v1.InboundSnapshot.ports:type_name -> weft.mesh.v1.InboundPort
+	0,  // 26: weft.mesh.v1.InboundPort.protocol:type_name -> weft.mesh.v1.Protocol
+	26, // 27: weft.mesh.v1.InboundPort.policy:type_name -> weft.mesh.v1.InboundPolicy
+	28, // 28: weft.mesh.v1.InboundPort.rate_limit:type_name -> weft.mesh.v1.RateLimit
+	2,  // 29: weft.mesh.v1.InboundPolicy.default_policy:type_name -> weft.mesh.v1.InboundPolicy.Default
+	3,  // 30: weft.mesh.v1.InboundPolicy.tls_mode:type_name -> weft.mesh.v1.InboundPolicy.TLSMode
+	27, // 31: weft.mesh.v1.InboundPolicy.rules:type_name -> weft.mesh.v1.AuthzRule
+	10, // 32: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.HeaderMatch
+	29, // 33: weft.mesh.v1.RateLimit.overrides:type_name -> weft.mesh.v1.RateLimitOverride
+	5,  // 34: weft.mesh.v1.Destinations.Watch:input_type -> weft.mesh.v1.DestinationRequest
+	23, // 35: weft.mesh.v1.Inbound.Watch:input_type -> weft.mesh.v1.InboundRequest
+	6,  // 36: weft.mesh.v1.Destinations.Watch:output_type -> weft.mesh.v1.DestinationSnapshot
+	24, // 37: weft.mesh.v1.Inbound.Watch:output_type -> weft.mesh.v1.InboundSnapshot
+	36, // [36:38] is the sub-list for method output_type
+	34, // [34:36] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_mesh_proto_init() }
@@ -713,13 +2496,20 @@ func file_mesh_proto_init() {
 	if File_mesh_proto != nil {
 		return
 	}
+	file_mesh_proto_msgTypes[8].OneofWrappers = []any{
+		(*RouteFilter_RequestHeaderModifier)(nil),
+		(*RouteFilter_ResponseHeaderModifier)(nil),
+		(*RouteFilter_RequestMirror)(nil),
+		(*RouteFilter_UrlRewrite)(nil),
+		(*RouteFilter_RequestRedirect)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mesh_proto_rawDesc), len(file_mesh_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   9,
+			NumEnums:      4,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
