@@ -472,3 +472,38 @@ func TestStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestServingCertsRenew: the controller's serving certificate is replaced
+// before it expires, and the same one is reused until then.
+func TestServingCertsRenew(t *testing.T) {
+	ca := newCA(t, identity.CAConfig{DefaultLifetime: 3 * time.Second, MaxLifetime: 3 * time.Second})
+	src := ca.ServingCerts(nil, nil)
+	first, err := src.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := src.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first {
+		t.Error("a second handshake right away got a new certificate")
+	}
+	deadline := time.Now().Add(60 * time.Second) // hang guard
+	for {
+		c, err := src.Certificate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(c.Leaf.NotAfter) {
+			t.Fatalf("served an expired certificate (NotAfter %s)", c.Leaf.NotAfter)
+		}
+		if c != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serving certificate never renewed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
