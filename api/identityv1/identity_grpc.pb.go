@@ -37,8 +37,11 @@ const (
 // Identity issues workload certificates.
 type IdentityClient interface {
 	// Certify signs csr_der for the identity that token proves. Errors:
-	// UNAUTHENTICATED when the token proves nothing, INVALID_ARGUMENT when the
-	// CSR is malformed, badly signed or uses a key other than ECDSA P-256.
+	// UNAUTHENTICATED when the token proves nothing; INVALID_ARGUMENT when the
+	// CSR is malformed, badly signed or uses a key other than ECDSA P-256;
+	// PERMISSION_DENIED when the caller presents a client certificate for
+	// another identity than the token's, or the token proves the controller's
+	// own identity; UNAVAILABLE when the token cannot be checked right now.
 	Certify(ctx context.Context, in *CertifyRequest, opts ...grpc.CallOption) (*CertifyResponse, error)
 }
 
@@ -67,8 +70,11 @@ func (c *identityClient) Certify(ctx context.Context, in *CertifyRequest, opts .
 // Identity issues workload certificates.
 type IdentityServer interface {
 	// Certify signs csr_der for the identity that token proves. Errors:
-	// UNAUTHENTICATED when the token proves nothing, INVALID_ARGUMENT when the
-	// CSR is malformed, badly signed or uses a key other than ECDSA P-256.
+	// UNAUTHENTICATED when the token proves nothing; INVALID_ARGUMENT when the
+	// CSR is malformed, badly signed or uses a key other than ECDSA P-256;
+	// PERMISSION_DENIED when the caller presents a client certificate for
+	// another identity than the token's, or the token proves the controller's
+	// own identity; UNAVAILABLE when the token cannot be checked right now.
 	Certify(context.Context, *CertifyRequest) (*CertifyResponse, error)
 	mustEmbedUnimplementedIdentityServer()
 }

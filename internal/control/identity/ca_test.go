@@ -9,6 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -82,9 +84,8 @@ func TestGenerateAndLoadIssuerFiles(t *testing.T) {
 	}
 }
 
-// expiredIssuer returns PEM of an anchor and an issuer that expired.
 func pemCert(der []byte) []byte {
-	return []byte("-----BEGIN CERTIFICATE-----\n" + b64lines(der) + "-----END CERTIFICATE-----\n")
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 func TestLoadIssuerRejects(t *testing.T) {
@@ -152,7 +153,7 @@ func expiredIssuer(t *testing.T, anchor *x509.Certificate, r roots) []byte {
 	}
 	pub := is.Cert().PublicKey
 	tmpl := &x509.Certificate{
-		SerialNumber: big1(), Subject: pkix.Name{CommonName: "old issuer"},
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "old issuer"},
 		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
 		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
 	}
