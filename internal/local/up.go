@@ -200,11 +200,19 @@ func Up(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	register(store, p)
+	// The documents of the mesh file, then those applied in the last run
+	// that still fit and that the mesh file does not name.
 	if len(resources) > 0 {
 		if _, err := store.Apply(resources); err != nil {
 			return fmt.Errorf("apply the documents of %s: %w", meshPath, err)
 		}
 	}
+	appliedPath := filepath.Join(o.StateDir, appliedFile)
+	restored := restoreResources(appliedPath, store, func(msg string) { fmt.Fprintln(o.Out, "warning: "+msg) })
+	persistCtx, stopPersist := context.WithCancel(context.WithoutCancel(ctx))
+	persistDone := make(chan struct{})
+	go func() { persistResources(persistCtx, appliedPath, store, log); close(persistDone) }()
+	defer func() { stopPersist(); <-persistDone }()
 
 	sup := newSupervisor(p, store, log.With("component", "supervisor"), o.Out, o.Timing)
 	supCtx, stopSup := context.WithCancel(ctx)
@@ -222,6 +230,9 @@ func Up(ctx context.Context, o Options) (err error) {
 		return sup.notReadyError(o.ReadyTimeout)
 	}
 
+	if restored > 0 {
+		fmt.Fprintf(o.Out, "re-applied %d document(s) of the last run from %s (weft get lists them, weft delete removes them)\n", restored, appliedPath)
+	}
 	printReady(o.Out, mesh, ctrl.HTTPAddr(), o.StateDir)
 	<-ctx.Done()
 	fmt.Fprintln(o.Out, "stopping…")
