@@ -1298,6 +1298,9 @@ type RetryPolicy struct {
 	// max_body_bytes buffered for retries; default 64 KiB.
 	MaxBodyBytes  uint32 `protobuf:"varint,7,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
 	BackoffBaseMs int64  `protobuf:"varint,8,opt,name=backoff_base_ms,json=backoffBaseMs,proto3" json:"backoff_base_ms,omitempty"`
+	// name of the policy that set it ("RetryPolicy/default/api-retries"),
+	// for logs and reasons; empty for a route's own retry.
+	Name          string `protobuf:"bytes,9,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1388,6 +1391,13 @@ func (x *RetryPolicy) GetBackoffBaseMs() int64 {
 	return 0
 }
 
+func (x *RetryPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // FaultInjection delays or aborts a percentage of matching requests.
 type FaultInjection struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1397,8 +1407,14 @@ type FaultInjection struct {
 	AbortHttpStatus uint32                 `protobuf:"varint,4,opt,name=abort_http_status,json=abortHttpStatus,proto3" json:"abort_http_status,omitempty"`
 	// abort_grpc_status is used for gRPC requests; 0 = UNAVAILABLE.
 	AbortGrpcStatus uint32 `protobuf:"varint,5,opt,name=abort_grpc_status,json=abortGrpcStatus,proto3" json:"abort_grpc_status,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// name of the policy ("FaultInjection/default/x"), given in the abort's
+	// reason: "fault injected by FaultInjection/default/x".
+	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// path_prefix, if set, limits the fault to requests whose path starts
+	// with it.
+	PathPrefix    string `protobuf:"bytes,7,opt,name=path_prefix,json=pathPrefix,proto3" json:"path_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FaultInjection) Reset() {
@@ -1466,6 +1482,20 @@ func (x *FaultInjection) GetAbortGrpcStatus() uint32 {
 	return 0
 }
 
+func (x *FaultInjection) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FaultInjection) GetPathPrefix() string {
+	if x != nil {
+		return x.PathPrefix
+	}
+	return ""
+}
+
 // Resilience is a destination's client-side protection.
 type Resilience struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1487,6 +1517,13 @@ type Resilience struct {
 	MaxConnections     uint32 `protobuf:"varint,7,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
 	// idle_timeout_ms closes idle client and upstream connections.
 	IdleTimeoutMs int64 `protobuf:"varint,8,opt,name=idle_timeout_ms,json=idleTimeoutMs,proto3" json:"idle_timeout_ms,omitempty"`
+	// default_retry and default_fault apply to requests that match no
+	// route rule, or whose rule carries none (a policy that targets the
+	// whole Service). Rules' own retry and fault take precedence.
+	DefaultRetry *RetryPolicy    `protobuf:"bytes,9,opt,name=default_retry,json=defaultRetry,proto3" json:"default_retry,omitempty"`
+	DefaultFault *FaultInjection `protobuf:"bytes,10,opt,name=default_fault,json=defaultFault,proto3" json:"default_fault,omitempty"`
+	// name of the CircuitBreaker policy, for reasons; may be empty.
+	Name          string `protobuf:"bytes,11,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1575,6 +1612,27 @@ func (x *Resilience) GetIdleTimeoutMs() int64 {
 		return x.IdleTimeoutMs
 	}
 	return 0
+}
+
+func (x *Resilience) GetDefaultRetry() *RetryPolicy {
+	if x != nil {
+		return x.DefaultRetry
+	}
+	return nil
+}
+
+func (x *Resilience) GetDefaultFault() *FaultInjection {
+	if x != nil {
+		return x.DefaultFault
+	}
+	return nil
+}
+
+func (x *Resilience) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 type Backend struct {
@@ -2297,7 +2355,7 @@ const file_mesh_proto_rawDesc = "" +
 	"\x14replace_prefix_match\x18\x04 \x01(\tR\x12replacePrefixMatch\x12\x12\n" +
 	"\x04port\x18\x05 \x01(\rR\x04port\x12\x1f\n" +
 	"\vstatus_code\x18\x06 \x01(\rR\n" +
-	"statusCode\"\xad\x02\n" +
+	"statusCode\"\xc1\x02\n" +
 	"\vRetryPolicy\x12!\n" +
 	"\fmax_attempts\x18\x01 \x01(\rR\vmaxAttempts\x12+\n" +
 	"\x12per_try_timeout_ms\x18\x02 \x01(\x03R\x0fperTryTimeoutMs\x12\x1c\n" +
@@ -2306,13 +2364,17 @@ const file_mesh_proto_rawDesc = "" +
 	"\aon_grpc\x18\x05 \x03(\rR\x06onGrpc\x12,\n" +
 	"\x12on_connect_failure\x18\x06 \x01(\bR\x10onConnectFailure\x12$\n" +
 	"\x0emax_body_bytes\x18\a \x01(\rR\fmaxBodyBytes\x12&\n" +
-	"\x0fbackoff_base_ms\x18\b \x01(\x03R\rbackoffBaseMs\"\xcd\x01\n" +
+	"\x0fbackoff_base_ms\x18\b \x01(\x03R\rbackoffBaseMs\x12\x12\n" +
+	"\x04name\x18\t \x01(\tR\x04name\"\x82\x02\n" +
 	"\x0eFaultInjection\x12#\n" +
 	"\rdelay_percent\x18\x01 \x01(\x01R\fdelayPercent\x12\x19\n" +
 	"\bdelay_ms\x18\x02 \x01(\x03R\adelayMs\x12#\n" +
 	"\rabort_percent\x18\x03 \x01(\x01R\fabortPercent\x12*\n" +
 	"\x11abort_http_status\x18\x04 \x01(\rR\x0fabortHttpStatus\x12*\n" +
-	"\x11abort_grpc_status\x18\x05 \x01(\rR\x0fabortGrpcStatus\"\xea\x02\n" +
+	"\x11abort_grpc_status\x18\x05 \x01(\rR\x0fabortGrpcStatus\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x1f\n" +
+	"\vpath_prefix\x18\a \x01(\tR\n" +
+	"pathPrefix\"\x81\x04\n" +
 	"\n" +
 	"Resilience\x12!\n" +
 	"\fbudget_ratio\x18\x01 \x01(\x01R\vbudgetRatio\x121\n" +
@@ -2322,7 +2384,11 @@ const file_mesh_proto_rawDesc = "" +
 	"\x0fmax_ejection_ms\x18\x05 \x01(\x03R\rmaxEjectionMs\x120\n" +
 	"\x14max_pending_requests\x18\x06 \x01(\rR\x12maxPendingRequests\x12'\n" +
 	"\x0fmax_connections\x18\a \x01(\rR\x0emaxConnections\x12&\n" +
-	"\x0fidle_timeout_ms\x18\b \x01(\x03R\ridleTimeoutMs\"q\n" +
+	"\x0fidle_timeout_ms\x18\b \x01(\x03R\ridleTimeoutMs\x12>\n" +
+	"\rdefault_retry\x18\t \x01(\v2\x19.weft.mesh.v1.RetryPolicyR\fdefaultRetry\x12A\n" +
+	"\rdefault_fault\x18\n" +
+	" \x01(\v2\x1c.weft.mesh.v1.FaultInjectionR\fdefaultFault\x12\x12\n" +
+	"\x04name\x18\v \x01(\tR\x04name\"q\n" +
 	"\aBackend\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x124\n" +
@@ -2468,27 +2534,29 @@ var file_mesh_proto_depIdxs = []int32{
 	14, // 19: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.Header
 	14, // 20: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.Header
 	21, // 21: weft.mesh.v1.RequestMirror.backend:type_name -> weft.mesh.v1.Backend
-	22, // 22: weft.mesh.v1.Backend.endpoints:type_name -> weft.mesh.v1.Endpoint
-	30, // 23: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	4,  // 24: weft.mesh.v1.InboundRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
-	25, // 25: weft.mesh.v1.InboundSnapshot.ports:type_name -> weft.mesh.v1.InboundPort
-	0,  // 26: weft.mesh.v1.InboundPort.protocol:type_name -> weft.mesh.v1.Protocol
-	26, // 27: weft.mesh.v1.InboundPort.policy:type_name -> weft.mesh.v1.InboundPolicy
-	28, // 28: weft.mesh.v1.InboundPort.rate_limit:type_name -> weft.mesh.v1.RateLimit
-	2,  // 29: weft.mesh.v1.InboundPolicy.default_policy:type_name -> weft.mesh.v1.InboundPolicy.Default
-	3,  // 30: weft.mesh.v1.InboundPolicy.tls_mode:type_name -> weft.mesh.v1.InboundPolicy.TLSMode
-	27, // 31: weft.mesh.v1.InboundPolicy.rules:type_name -> weft.mesh.v1.AuthzRule
-	10, // 32: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.HeaderMatch
-	29, // 33: weft.mesh.v1.RateLimit.overrides:type_name -> weft.mesh.v1.RateLimitOverride
-	5,  // 34: weft.mesh.v1.Destinations.Watch:input_type -> weft.mesh.v1.DestinationRequest
-	23, // 35: weft.mesh.v1.Inbound.Watch:input_type -> weft.mesh.v1.InboundRequest
-	6,  // 36: weft.mesh.v1.Destinations.Watch:output_type -> weft.mesh.v1.DestinationSnapshot
-	24, // 37: weft.mesh.v1.Inbound.Watch:output_type -> weft.mesh.v1.InboundSnapshot
-	36, // [36:38] is the sub-list for method output_type
-	34, // [34:36] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	18, // 22: weft.mesh.v1.Resilience.default_retry:type_name -> weft.mesh.v1.RetryPolicy
+	19, // 23: weft.mesh.v1.Resilience.default_fault:type_name -> weft.mesh.v1.FaultInjection
+	22, // 24: weft.mesh.v1.Backend.endpoints:type_name -> weft.mesh.v1.Endpoint
+	30, // 25: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	4,  // 26: weft.mesh.v1.InboundRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
+	25, // 27: weft.mesh.v1.InboundSnapshot.ports:type_name -> weft.mesh.v1.InboundPort
+	0,  // 28: weft.mesh.v1.InboundPort.protocol:type_name -> weft.mesh.v1.Protocol
+	26, // 29: weft.mesh.v1.InboundPort.policy:type_name -> weft.mesh.v1.InboundPolicy
+	28, // 30: weft.mesh.v1.InboundPort.rate_limit:type_name -> weft.mesh.v1.RateLimit
+	2,  // 31: weft.mesh.v1.InboundPolicy.default_policy:type_name -> weft.mesh.v1.InboundPolicy.Default
+	3,  // 32: weft.mesh.v1.InboundPolicy.tls_mode:type_name -> weft.mesh.v1.InboundPolicy.TLSMode
+	27, // 33: weft.mesh.v1.InboundPolicy.rules:type_name -> weft.mesh.v1.AuthzRule
+	10, // 34: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.HeaderMatch
+	29, // 35: weft.mesh.v1.RateLimit.overrides:type_name -> weft.mesh.v1.RateLimitOverride
+	5,  // 36: weft.mesh.v1.Destinations.Watch:input_type -> weft.mesh.v1.DestinationRequest
+	23, // 37: weft.mesh.v1.Inbound.Watch:input_type -> weft.mesh.v1.InboundRequest
+	6,  // 38: weft.mesh.v1.Destinations.Watch:output_type -> weft.mesh.v1.DestinationSnapshot
+	24, // 39: weft.mesh.v1.Inbound.Watch:output_type -> weft.mesh.v1.InboundSnapshot
+	38, // [38:40] is the sub-list for method output_type
+	36, // [36:38] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_mesh_proto_init() }
