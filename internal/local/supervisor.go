@@ -317,6 +317,8 @@ type unit struct {
 	plan     unitPlan
 	sup      *Supervisor
 	onChange func()
+	// starts counts the starts; only run's goroutine uses it.
+	starts int
 
 	// mu guards cur and ready.
 	mu    sync.Mutex
@@ -397,7 +399,13 @@ func exitReason(err error) string {
 }
 
 func (u *unit) start() (*proc.Process, error) {
-	f, err := os.OpenFile(u.plan.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	// Each weft up starts the log afresh; restarts append to it.
+	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	if u.starts == 0 {
+		flags |= os.O_TRUNC
+	}
+	u.starts++
+	f, err := os.OpenFile(u.plan.logPath, flags, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open log file: %w", err)
 	}

@@ -250,6 +250,10 @@ func TestSupervisorRestartsAndStopsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A log left by an earlier run is started afresh.
+	if err := os.WriteFile(p.instances[0].app.logPath, []byte("old run\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	reg := newRecorder()
 	register(reg, p)
 	var out syncBuffer
@@ -294,6 +298,13 @@ func TestSupervisorRestartsAndStopsEverything(t *testing.T) {
 	}
 	if want := fmt.Sprintf("api-v1-0 exited (signal: killed); restarting in 50ms; log: %s\n", api.app.plan.logPath); !strings.Contains(out.String(), want) {
 		t.Errorf("output %q lacks %q", out.String(), want)
+	}
+	logText, err := os.ReadFile(api.app.plan.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(logText), "--- weft up: starting api-v1-0 at "); n != 2 || strings.Contains(string(logText), "old run") {
+		t.Errorf("log after one restart has %d start lines (want 2), old run kept: %v\n%s", n, strings.Contains(string(logText), "old run"), logText)
 	}
 	newPID := api.app.current().PID()
 	if newPID == oldPID || !proc.Alive(newPID) {
