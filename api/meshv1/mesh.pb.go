@@ -1976,7 +1976,14 @@ type InboundPolicy struct {
 	DefaultPolicy InboundPolicy_Default `protobuf:"varint,2,opt,name=default_policy,json=defaultPolicy,proto3,enum=weft.mesh.v1.InboundPolicy_Default" json:"default_policy,omitempty"`
 	TlsMode       InboundPolicy_TLSMode `protobuf:"varint,3,opt,name=tls_mode,json=tlsMode,proto3,enum=weft.mesh.v1.InboundPolicy_TLSMode" json:"tls_mode,omitempty"`
 	// rules allow; a request is allowed when any rule matches.
-	Rules         []*AuthzRule `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
+	Rules []*AuthzRule `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
+	// trust_domain of the mesh: a namespace rule matches only identities
+	// of this trust domain ("" means cluster.local).
+	TrustDomain string `protobuf:"bytes,5,opt,name=trust_domain,json=trustDomain,proto3" json:"trust_domain,omitempty"`
+	// default_source says where default_policy came from, for messages
+	// and metrics: "Server/default/api-http", "InboundPolicyDefault/shop/strict",
+	// "mesh".
+	DefaultSource string `protobuf:"bytes,6,opt,name=default_source,json=defaultSource,proto3" json:"default_source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2039,6 +2046,20 @@ func (x *InboundPolicy) GetRules() []*AuthzRule {
 	return nil
 }
 
+func (x *InboundPolicy) GetTrustDomain() string {
+	if x != nil {
+		return x.TrustDomain
+	}
+	return ""
+}
+
+func (x *InboundPolicy) GetDefaultSource() string {
+	if x != nil {
+		return x.DefaultSource
+	}
+	return ""
+}
+
 type AuthzRule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is the AuthorizationPolicy's "namespace/name", reported in the
@@ -2050,11 +2071,14 @@ type AuthzRule struct {
 	Namespaces []string `protobuf:"bytes,3,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
 	// unauthenticated: the rule also matches clients without identity.
 	Unauthenticated bool `protobuf:"varint,4,opt,name=unauthenticated,proto3" json:"unauthenticated,omitempty"`
-	// HTTP conditions (ignored for TCP): any path (exact, or prefix when it
-	// ends with "/*"), any method, and every header must match.
-	Paths         []string       `protobuf:"bytes,5,rep,name=paths,proto3" json:"paths,omitempty"`
-	Methods       []string       `protobuf:"bytes,6,rep,name=methods,proto3" json:"methods,omitempty"`
-	Headers       []*HeaderMatch `protobuf:"bytes,7,rep,name=headers,proto3" json:"headers,omitempty"`
+	// HTTP conditions: any path (exact, or prefix when it ends with "/*"),
+	// any method, any host, and every header must match. A rule with HTTP
+	// conditions never allows an opaque TCP connection.
+	Paths   []string       `protobuf:"bytes,5,rep,name=paths,proto3" json:"paths,omitempty"`
+	Methods []string       `protobuf:"bytes,6,rep,name=methods,proto3" json:"methods,omitempty"`
+	Headers []*HeaderMatch `protobuf:"bytes,7,rep,name=headers,proto3" json:"headers,omitempty"`
+	// hosts: compared case-insensitively, without port or trailing dot.
+	Hosts         []string `protobuf:"bytes,8,rep,name=hosts,proto3" json:"hosts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2134,6 +2158,13 @@ func (x *AuthzRule) GetMethods() []string {
 func (x *AuthzRule) GetHeaders() []*HeaderMatch {
 	if x != nil {
 		return x.Headers
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
 	}
 	return nil
 }
@@ -2414,12 +2445,14 @@ const file_mesh_proto_rawDesc = "" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x16.weft.mesh.v1.ProtocolR\bprotocol\x123\n" +
 	"\x06policy\x18\x03 \x01(\v2\x1b.weft.mesh.v1.InboundPolicyR\x06policy\x126\n" +
 	"\n" +
-	"rate_limit\x18\x04 \x01(\v2\x17.weft.mesh.v1.RateLimitR\trateLimit\"\xd9\x02\n" +
+	"rate_limit\x18\x04 \x01(\v2\x17.weft.mesh.v1.RateLimitR\trateLimit\"\xa3\x03\n" +
 	"\rInboundPolicy\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12J\n" +
 	"\x0edefault_policy\x18\x02 \x01(\x0e2#.weft.mesh.v1.InboundPolicy.DefaultR\rdefaultPolicy\x12>\n" +
 	"\btls_mode\x18\x03 \x01(\x0e2#.weft.mesh.v1.InboundPolicy.TLSModeR\atlsMode\x12-\n" +
-	"\x05rules\x18\x04 \x03(\v2\x17.weft.mesh.v1.AuthzRuleR\x05rules\"N\n" +
+	"\x05rules\x18\x04 \x03(\v2\x17.weft.mesh.v1.AuthzRuleR\x05rules\x12!\n" +
+	"\ftrust_domain\x18\x05 \x01(\tR\vtrustDomain\x12%\n" +
+	"\x0edefault_source\x18\x06 \x01(\tR\rdefaultSource\"N\n" +
 	"\aDefault\x12\x17\n" +
 	"\x13ALL_UNAUTHENTICATED\x10\x00\x12\x15\n" +
 	"\x11ALL_AUTHENTICATED\x10\x01\x12\b\n" +
@@ -2429,7 +2462,7 @@ const file_mesh_proto_rawDesc = "" +
 	"\n" +
 	"PERMISSIVE\x10\x00\x12\n" +
 	"\n" +
-	"\x06STRICT\x10\x01\"\xee\x01\n" +
+	"\x06STRICT\x10\x01\"\x84\x02\n" +
 	"\tAuthzRule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -2441,7 +2474,8 @@ const file_mesh_proto_rawDesc = "" +
 	"\x0funauthenticated\x18\x04 \x01(\bR\x0funauthenticated\x12\x14\n" +
 	"\x05paths\x18\x05 \x03(\tR\x05paths\x12\x18\n" +
 	"\amethods\x18\x06 \x03(\tR\amethods\x123\n" +
-	"\aheaders\x18\a \x03(\v2\x19.weft.mesh.v1.HeaderMatchR\aheaders\"\xa4\x01\n" +
+	"\aheaders\x18\a \x03(\v2\x19.weft.mesh.v1.HeaderMatchR\aheaders\x12\x14\n" +
+	"\x05hosts\x18\b \x03(\tR\x05hosts\"\xa4\x01\n" +
 	"\tRateLimit\x12.\n" +
 	"\x13requests_per_second\x18\x01 \x01(\x01R\x11requestsPerSecond\x12\x14\n" +
 	"\x05burst\x18\x02 \x01(\rR\x05burst\x12=\n" +
