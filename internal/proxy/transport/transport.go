@@ -1,12 +1,13 @@
 // Package transport is the proxy-to-proxy connection: how a proxy opens a
 // meshed connection to another proxy, and how an inbound proxy recognises
-// one. Today a meshed connection starts with an 8-byte preamble: "WEFT",
-// version 0x01, one protocol byte, two zero bytes. Mutual TLS (TLS 1.3 with
-// ALPN carrying the protocol) will replace it behind the same Transport
-// interface, so callers never see the preamble.
+// one. MTLS is the transport proxies use: TLS 1.3, mutually authenticated
+// with the workloads' certificates, the protocol carried by ALPN. Preamble
+// is the former plaintext framing (an 8-byte preamble: "WEFT", version
+// 0x01, one protocol byte, two zero bytes), kept for tests of the layers
+// above that need no certificates; a proxy never uses it.
 //
-// Any proxy package may import transport. Preamble is safe for concurrent
-// use; the connections it returns belong to their caller.
+// Any proxy package may import transport. MTLS and Preamble are safe for
+// concurrent use; the connections they return belong to their caller.
 package transport
 
 import (
@@ -72,6 +73,15 @@ type Accepted struct {
 	// Peer is the authenticated identity of the peer proxy; empty when
 	// the transport does not authenticate or Proto is None.
 	Peer string
+	// TLS is true when the connection is mutual TLS from a peer proxy.
+	TLS bool
+}
+
+// Encrypted reports whether t encrypts and authenticates the connections
+// it dials (a metrics label: tls="true").
+func Encrypted(t Transport) bool {
+	_, ok := t.(*MTLS)
+	return ok
 }
 
 // Magic starts every preamble.
