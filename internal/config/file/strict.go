@@ -3,6 +3,7 @@ package file
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -112,7 +113,14 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 			continue
 		}
 		name := f.Name
-		if tag, ok := f.Tag.Lookup("json"); ok {
+		tag, tagged := f.Tag.Lookup("json")
+		if n, _, _ := cutComma(tag); f.Anonymous && n == "" && f.Type.Kind() == reflect.Struct {
+			// An embedded struct without a name is flattened, as
+			// encoding/json does (Kubernetes' `json:",inline"`).
+			maps.Copy(fields, jsonFields(f.Type))
+			continue
+		}
+		if tag, ok := tag, tagged; ok {
 			if n, _, _ := cutComma(tag); n == "-" {
 				continue
 			} else if n != "" {

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/control/route"
 	"weft.dev/weft/internal/control/split"
 )
 
@@ -337,6 +338,8 @@ func plan(snap *config.Snapshot, rs []config.Resource) ([]Change, error) {
 		switch spec := r.Spec.(type) {
 		case *split.TrafficSplit:
 			errs = append(errs, checkSplit(snap, &r, spec, splitOf)...)
+		case *route.Route:
+			errs = append(errs, checkRoute(snap, &r, spec)...)
 		case nil:
 			errs = append(errs, fmt.Errorf("%s: the document has no decoded spec", id))
 		default:

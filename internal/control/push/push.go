@@ -269,6 +269,7 @@ func Destination(snap *config.Snapshot, key config.ServiceKey, authority string)
 	}
 	m.Exists = true
 	m.Protocol = Protocol(svc.Protocol)
+	m.Routes = Routes(snap, key)
 	ts := findSplit(snap, key)
 	if ts == nil {
 		m.Backends = []*meshv1.Backend{backend(snap, key, 1)}
