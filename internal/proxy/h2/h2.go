@@ -422,11 +422,18 @@ func grpcStatusOf(grpcReq bool, _ *proxyerr.Error) int {
 func writeError(w http.ResponseWriter, grpcReq bool, pe *proxyerr.Error) {
 	h := w.Header()
 	h.Set(proxyerr.Header, pe.Reason)
+	if pe.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(pe.RetryAfter))
+	}
 	if grpcReq {
 		// A trailers-only response: gRPC clients read the status from it
 		// and report UNAVAILABLE with the proxy's reason.
 		h.Set("Content-Type", "application/grpc")
-		h.Set("Grpc-Status", "14")
+		code := "14"
+		if pe.GRPCStatus > 0 {
+			code = strconv.Itoa(pe.GRPCStatus)
+		}
+		h.Set("Grpc-Status", code)
 		h.Set("Grpc-Message", encodeGRPCMessage(pe.Reason))
 		w.WriteHeader(http.StatusOK)
 		return

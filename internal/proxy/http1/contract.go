@@ -32,6 +32,9 @@ type Route struct {
 	// request has been sent; when it passes the client gets a 504 and
 	// the upstream connection is closed. 0 means no limit.
 	Timeout time.Duration
+	// Retry, if not nil, lets failed attempts be sent again (retry.go);
+	// each attempt has its own Route, and each attempt's Done is called.
+	Retry *Retry
 }
 
 // Dialer opens a new connection to an upstream endpoint. For a meshed

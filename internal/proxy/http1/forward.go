@@ -33,6 +33,9 @@ func (cc *clientConn) forward(req *RequestHead, route *Route) (int, bool, error)
 	if err != nil {
 		return cc.answerErr(req, err, false)
 	}
+	if cc.try != nil {
+		cc.try.reached = true
+	}
 	status, keep, err := cc.exchange(req, uc, route.Timeout, true)
 	if err != errRetry {
 		return status, keep, err
@@ -41,8 +44,14 @@ func (cc *clientConn) forward(req *RequestHead, route *Route) (int, bool, error)
 	// read the request: the request never reached the application, send
 	// it once more on a fresh connection.
 	cc.log.Debug("retry on a fresh connection", "upstream", pool.Addr())
+	if cc.try != nil {
+		cc.try.reached = false
+	}
 	if uc, err = pool.dial(cc.dialCtx); err != nil {
 		return cc.answerErr(req, err, false)
+	}
+	if cc.try != nil {
+		cc.try.reached = true
 	}
 	return cc.exchange(req, uc, route.Timeout, false)
 }
@@ -67,7 +76,7 @@ const earlyResponseWait = 100 * time.Millisecond
 // mayRetry allows returning errRetry.
 func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, timeout time.Duration, mayRetry bool) (int, bool, error) {
 	pool := uc.pool
-	retryable := mayRetry && uc.reused && req.body == bodyNone && req.upgrade == "" && req.method != "CONNECT"
+	retryable := mayRetry && uc.reused && (req.body == bodyNone || cc.buffered) && req.upgrade == "" && req.method != "CONNECT"
 	cc.writeRequestHead(uc.bw, req)
 
 	bodySent := req.body == bodyNone
@@ -104,7 +113,12 @@ func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, timeout time.
 		if req.body != bodyLength || int64(cc.br.Buffered()) < req.contentLength {
 			cc.clearDeadline() // the body is read from the socket
 		}
-		_, err := cc.cp.copyBody(uc.bw, cc.br, req.body, req.contentLength, req.body == bodyChunked, cc.maxHead)
+		var err error
+		if cc.buffered {
+			_, err = uc.bw.Write(cc.reqBody)
+		} else {
+			_, err = cc.cp.copyBody(uc.bw, cc.br, req.body, req.contentLength, req.body == bodyChunked, cc.maxHead)
+		}
 		switch he, isHead := errIsHead(err); {
 		case err == nil:
 			bodySent = true
@@ -142,6 +156,10 @@ func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, timeout time.
 				return 0, false, errRetry
 			}
 			return cc.answerErr(req, err, bodySent)
+		}
+		if t := cc.try; t != nil && cc.resp.status >= 200 && t.hold(Attempt{Status: cc.resp.status, Reached: true}) {
+			uc.close()
+			return cc.resp.status, false, errHeld
 		}
 	}
 	return cc.relayResponse(req, uc, bodySent)

@@ -67,6 +67,12 @@ type clientConn struct {
 	cp      copier
 	scratch [24]byte
 
+	// try is the retry state of the request in flight when its route
+	// has a Retry; reqBody holds its buffered body when buffered is set.
+	try      *tryState
+	reqBody  []byte
+	buffered bool
+
 	mu sync.Mutex
 	// guarded by mu: whether the connection waits for a request (so a
 	// drain may interrupt the wait) and whether a drain started.
@@ -223,13 +229,19 @@ func (cc *clientConn) serveOne() bool {
 	route, err := cc.s.Router.Route(req)
 	if err != nil {
 		pe := proxyerr.From(err)
-		keep := cc.answer(pe.Status, pe.Reason, !cc.canKeepWithoutBody(req))
+		keep := cc.answerWith(pe.Status, pe.Reason, pe.RetryAfter, !cc.canKeepWithoutBody(req))
 		if !keep && req.body != bodyNone {
 			cc.lingerClose()
 		}
 		return keep
 	}
-	status, keep, err := cc.forward(req, &route)
+	var status int
+	var keep bool
+	if route.Retry != nil {
+		status, keep, err = cc.forwardRetry(req, &route)
+	} else {
+		status, keep, err = cc.forward(req, &route)
+	}
 	if route.Done != nil {
 		route.Done(status, err)
 	}
@@ -246,6 +258,12 @@ func (cc *clientConn) canKeepWithoutBody(req *RequestHead) bool {
 // proxyerr.Header and in a text/plain body. It reports whether the
 // connection stays open.
 func (cc *clientConn) answer(status int, reason string, closeConn bool) bool {
+	return cc.answerWith(status, reason, 0, closeConn)
+}
+
+// answerWith is answer with a Retry-After field when retryAfter (seconds)
+// is not 0.
+func (cc *clientConn) answerWith(status int, reason string, retryAfter int, closeConn bool) bool {
 	if cc.isDraining() {
 		closeConn = true
 	}
@@ -257,6 +275,11 @@ func (cc *clientConn) answer(status int, reason string, closeConn bool) bool {
 	_, _ = bw.WriteString(http.StatusText(status))
 	_, _ = bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\n")
 	_ = writeField(bw, proxyerr.Header, reason)
+	if retryAfter > 0 {
+		_, _ = bw.WriteString("Retry-After: ")
+		_, _ = bw.Write(appendInt(cc.scratch[:0], int64(retryAfter)))
+		_, _ = bw.WriteString("\r\n")
+	}
 	_, _ = bw.WriteString("Content-Length: ")
 	_, _ = bw.Write(appendInt(cc.scratch[:0], int64(len(reason)+1)))
 	if closeConn {
@@ -296,9 +319,12 @@ func sanitizeReason(s string) string {
 // was sent to the client. bodyDone says whether the request body was fully
 // read from the client.
 func (cc *clientConn) answerErr(req *RequestHead, err error, bodyDone bool) (int, bool, error) {
+	if cc.try != nil && cc.holdErr(err) {
+		return 0, false, errHeld
+	}
 	pe := proxyerr.From(err)
 	keep := req.keepAlive && (bodyDone || req.body == bodyNone) && req.upgrade == "" && req.method != "CONNECT"
-	keep = cc.answer(pe.Status, pe.Reason, !keep)
+	keep = cc.answerWith(pe.Status, pe.Reason, pe.RetryAfter, !keep)
 	if !keep && !bodyDone && req.body != bodyNone {
 		cc.lingerClose()
 	}

@@ -24,6 +24,12 @@ type Error struct {
 	Reason string
 	// Err is the underlying cause, if any.
 	Err error
+	// GRPCStatus, if not 0, is the grpc-status a gRPC client gets instead
+	// of UNAVAILABLE (e.g. RESOURCE_EXHAUSTED for a rate limit).
+	GRPCStatus int
+	// RetryAfter, if not 0, is sent as the Retry-After header, in seconds
+	// (a 429 or 503 the client may try again after).
+	RetryAfter int
 }
 
 func (e *Error) Error() string {
