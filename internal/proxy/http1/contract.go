@@ -32,6 +32,15 @@ type Route struct {
 	// request has been sent; when it passes the client gets a 504 and
 	// the upstream connection is closed. 0 means no limit.
 	Timeout time.Duration
+	// TimeoutReason, if not "", is the reason of the 504 answered when
+	// Timeout passes (e.g. the route whose timeout it is).
+	TimeoutReason string
+	// Edit, if not nil, changes the forwarded request and the relayed
+	// response (edit.go).
+	Edit *Edit
+	// Answer, if not nil, is sent to the client instead of forwarding;
+	// Upstream is then not used.
+	Answer *Answer
 	// Retry, if not nil, lets failed attempts be sent again (retry.go);
 	// each attempt has its own Route, and each attempt's Done is called.
 	Retry *Retry

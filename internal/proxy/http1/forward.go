@@ -25,6 +25,10 @@ var errRetry = errors.New("stale pooled connection")
 // the response back. It returns the status sent to the client (0 if none),
 // whether the client connection stays open, and the failure if any.
 func (cc *clientConn) forward(req *RequestHead, route *Route) (int, bool, error) {
+	if route.Answer != nil {
+		return cc.answerDirect(req, route.Answer)
+	}
+	cc.edit, cc.timeoutReason = route.Edit, route.TimeoutReason
 	pool := route.Upstream
 	if pool == nil {
 		return cc.answerErr(req, proxyerr.New(http.StatusBadGateway, "no upstream chosen for %s", req.Host()), false)
@@ -198,6 +202,9 @@ func (cc *clientConn) readResponse(req *RequestHead, uc *upstreamConn, untilCont
 			case err == errHeadTooLarge:
 				return false, proxyerr.New(http.StatusBadGateway, "upstream %s sent a response head larger than 64 KiB", uc.pool.Addr())
 			case timeout > 0 && isTimeout(err):
+				if cc.timeoutReason != "" {
+					return false, proxyerr.Wrap(http.StatusGatewayTimeout, err, "%s", cc.timeoutReason)
+				}
 				return false, proxyerr.Wrap(http.StatusGatewayTimeout, err, "upstream %s did not respond within %s", uc.pool.Addr(), timeout)
 			case len(head) == 0 && first:
 				return false, &ioError{read: true, err: upstreamBroke(uc.pool, "before responding", err)}
@@ -311,17 +318,27 @@ func (cc *clientConn) relayResponse(req *RequestHead, uc *upstreamConn, bodySent
 func (cc *clientConn) writeRequestHead(bw *bufio.Writer, req *RequestHead) {
 	_, _ = bw.WriteString(req.method)
 	_ = bw.WriteByte(' ')
-	_, _ = bw.WriteString(req.target)
+	if cc.edit != nil && cc.edit.Target != "" {
+		_, _ = bw.WriteString(cc.edit.Target)
+	} else {
+		_, _ = bw.WriteString(req.target)
+	}
 	_, _ = bw.WriteString(" HTTP/1.1\r\n")
 	for _, f := range req.fields {
-		if hopByHop(f.name, req.connTokens) ||
+		if hopByHop(f.name, req.connTokens) || cc.skipRequestField(f.name) ||
 			equalFold(f.name, "Upgrade") ||
 			req.minor == 0 && equalFold(f.name, "Expect") {
 			continue
 		}
 		_ = writeField(bw, f.name, f.value)
 	}
-	if !req.hasHost {
+	if cc.edit != nil {
+		if cc.edit.Host != "" && validValue(cc.edit.Host) {
+			_ = writeField(bw, "Host", cc.edit.Host)
+		}
+		cc.edit.Request.write(bw)
+	}
+	if !req.hasHost && (cc.edit == nil || cc.edit.Host == "") {
 		// Forwarded as HTTP/1.1, which requires a Host field; an empty
 		// one is what RFC 9112 section 3.2 prescribes when the target
 		// names no authority (an HTTP/1.0 client that sent none).
@@ -371,10 +388,13 @@ func (cc *clientConn) writeResponseHead(req *RequestHead, resp *ResponseHead, ke
 			}
 			continue
 		}
-		if hopByHop(f.name, resp.connTokens) || equalFold(f.name, "Upgrade") {
+		if hopByHop(f.name, resp.connTokens) || equalFold(f.name, "Upgrade") || cc.skipResponseField(resp, f.name) {
 			continue
 		}
 		_ = writeField(bw, f.name, f.value)
+	}
+	if cc.edit != nil && !interim {
+		cc.edit.Response.write(bw)
 	}
 	if interim {
 		_, _ = bw.WriteString("\r\n")

@@ -66,6 +66,10 @@ type clientConn struct {
 	resp    ResponseHead
 	cp      copier
 	scratch [24]byte
+	// edit is the Edit of the request in flight, nil when none.
+	edit *Edit
+	// timeoutReason is the TimeoutReason of the request in flight.
+	timeoutReason string
 
 	// try is the retry state of the request in flight when its route
 	// has a Retry; reqBody holds its buffered body when buffered is set.
