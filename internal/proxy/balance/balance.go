@@ -9,10 +9,15 @@
 // random and takes the one with the lower load: slow or busy endpoints get
 // less traffic without the herding of "always the least loaded".
 //
-// Failure accrual: an endpoint that refused FailureThreshold connections in
-// a row is ejected for a backoff (EjectBase, doubling up to EjectMax); it
-// gets traffic again when the backoff ends, and one more failure ejects it
-// again for twice as long. One successful connect resets it. When every
+// Failure accrual: an endpoint that failed FailureThreshold times in a row
+// (refused connections, and failed responses the caller reports with
+// ResponseFailed: 5xx, timeouts) is ejected for a backoff (EjectBase,
+// doubling up to EjectMax). When the backoff ends one probe request is let
+// through (the endpoint is held back again while it is in flight): a
+// success readmits the endpoint, one more failure ejects it again for twice
+// as long. A successful connect resets only connect failures; a
+// successful response resets both. SetAccrual changes the thresholds at
+// run time (the destination's CircuitBreaker policy). When every
 // endpoint of a backend is ejected, P2C still picks one (fail open), since
 // refusing every request is worse than trying.
 //
@@ -69,12 +74,22 @@ type Config struct {
 	// IntN returns a random int in [0, n); default math/rand/v2.IntN.
 	// It must be safe for concurrent use.
 	IntN func(n int) int
+	// OnEject, if not nil, is called (outside any lock) each time an
+	// endpoint is ejected, with its address and the ejection's length.
+	OnEject func(addr string, d time.Duration)
+}
+
+// accrual is the failure accrual in force; replaced whole by SetAccrual.
+type accrual struct {
+	threshold int
+	base, max time.Duration
 }
 
 // P2C balances over a set of weighted backends.
 type P2C struct {
 	cfg Config
 	set atomic.Pointer[set]
+	acc atomic.Pointer[accrual]
 
 	// mu guards states: the endpoint states by address, kept across
 	// updates. Only Update takes it.
@@ -116,7 +131,25 @@ func New(cfg Config) *P2C {
 	}
 	b := &P2C{cfg: cfg, states: map[string]*Endpoint{}}
 	b.set.Store(&set{})
+	b.SetAccrual(0, 0, 0)
 	return b
+}
+
+// SetAccrual replaces the failure accrual's threshold and ejection
+// lengths; zero values take the Config's. Endpoints keep their counts.
+func (b *P2C) SetAccrual(threshold int, base, maxEject time.Duration) {
+	a := &accrual{threshold: threshold, base: base, max: maxEject}
+	if a.threshold <= 0 {
+		a.threshold = b.cfg.FailureThreshold
+	}
+	if a.base <= 0 {
+		a.base = b.cfg.EjectBase
+	}
+	if a.max <= 0 {
+		a.max = b.cfg.EjectMax
+	}
+	a.max = max(a.max, a.base)
+	b.acc.Store(a)
 }
 
 // Update replaces the backends. Endpoints keep their latency and failure
@@ -136,7 +169,7 @@ func (b *P2C) Update(backends []Backend) (removed []string) {
 			}
 			ep := b.states[t.Address]
 			if ep == nil {
-				ep = &Endpoint{cfg: &b.cfg}
+				ep = &Endpoint{cfg: &b.cfg, acc: &b.acc}
 				b.states[t.Address] = ep
 			}
 			tc := t
@@ -171,7 +204,7 @@ func (b *P2C) Endpoint(addr string) *Endpoint {
 	defer b.mu.Unlock()
 	ep := b.states[addr]
 	if ep == nil {
-		ep = &Endpoint{cfg: &b.cfg}
+		ep = &Endpoint{cfg: &b.cfg, acc: &b.acc}
 		ep.target.Store(&Target{Address: addr, Weight: 1})
 		b.states[addr] = ep
 	}
@@ -229,8 +262,9 @@ func (b *P2C) pickIn(eps []*Endpoint) *Endpoint {
 		return x
 	}
 	if yl < xl {
-		return y
+		x = y
 	}
+	x.claimProbe(now)
 	return x
 }
 
@@ -238,15 +272,20 @@ func (b *P2C) pickIn(eps []*Endpoint) *Endpoint {
 // request (or connection) with Start and Finish, and report connect
 // outcomes with ConnectFailed and ConnectSucceeded.
 type Endpoint struct {
-	cfg     *Config
-	target  atomic.Pointer[Target]
-	pending atomic.Int64
+	cfg      *Config
+	acc      *atomic.Pointer[accrual]
+	target   atomic.Pointer[Target]
+	pending  atomic.Int64
+	ejecting atomic.Bool
 
 	// mu guards the latency average and the failure accrual below.
-	mu        sync.Mutex
-	cost      float64   // peak-EWMA round-trip time, nanoseconds
-	stamp     time.Time // when cost was last updated
-	failures  int       // consecutive connect failures
+	mu       sync.Mutex
+	cost     float64   // peak-EWMA round-trip time, nanoseconds
+	stamp    time.Time // when cost was last updated
+	failures int       // consecutive failures (connects and responses)
+	connect  bool      // the last failure was a connect
+	// backoff is the current ejection length, 0 when not ejected since the
+	// last success; ejecting mirrors backoff > 0 for a lock-free check.
 	backoff   time.Duration
 	ejectedTo time.Time
 }
@@ -301,29 +340,76 @@ func (e *Endpoint) Abandon(start time.Time) time.Duration {
 }
 
 // ConnectFailed records a failed connection attempt.
-func (e *Endpoint) ConnectFailed() {
+func (e *Endpoint) ConnectFailed() { e.fail(true) }
+
+// ResponseFailed records a failed response: a 5xx, a timeout, a broken
+// connection.
+func (e *Endpoint) ResponseFailed() { e.fail(false) }
+
+func (e *Endpoint) fail(connect bool) {
 	now := e.cfg.Now()
+	a := e.acc.Load()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.failures++
-	if e.failures < e.cfg.FailureThreshold {
+	e.connect = connect
+	if e.failures < a.threshold {
+		e.mu.Unlock()
 		return
 	}
 	if e.backoff == 0 {
-		e.backoff = e.cfg.EjectBase
+		e.backoff = a.base
 	} else {
-		e.backoff = min(2*e.backoff, e.cfg.EjectMax)
+		e.backoff = min(2*e.backoff, a.max)
 	}
 	e.ejectedTo = now.Add(e.backoff)
+	e.ejecting.Store(true)
+	d := e.backoff
+	e.mu.Unlock()
+	if e.cfg.OnEject != nil {
+		e.cfg.OnEject(e.Address(), d)
+	}
 }
 
-// ConnectSucceeded resets failure accrual.
+// ConnectSucceeded resets failure accrual, unless the failures counted
+// were responses: a connect says nothing about those.
 func (e *Endpoint) ConnectSucceeded() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.failures > 0 && !e.connect {
+		return
+	}
+	e.reset()
+}
+
+// ResponseSucceeded resets failure accrual: a probe readmits the endpoint.
+func (e *Endpoint) ResponseSucceeded() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failures > 0 {
+		e.reset()
+	}
+}
+
+// reset clears the accrual; e.mu must be held.
+func (e *Endpoint) reset() {
 	e.failures = 0
 	e.backoff = 0
 	e.ejectedTo = time.Time{}
+	e.ejecting.Store(false)
+}
+
+// claimProbe is called for the picked endpoint: when its ejection is over
+// but it has not succeeded since, this pick is the probe, and the endpoint
+// is held back for another backoff until the probe reports.
+func (e *Endpoint) claimProbe(now time.Time) {
+	if !e.ejecting.Load() {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.backoff > 0 && !now.Before(e.ejectedTo) {
+		e.ejectedTo = now.Add(e.backoff)
+	}
 }
 
 // Ejected reports whether the endpoint is currently ejected.
