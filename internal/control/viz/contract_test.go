@@ -24,9 +24,11 @@ func TestProxyMetricsContract(t *testing.T) {
 	out := reg.Service(metrics.Outbound, "books.default")
 	h.scrapeAt(t, 0)
 
-	for range 18 {
-		in.Request()
-		in.Response(200, false, 3*time.Millisecond)
+	// Traffic split over tls="true" and tls="false" is summed.
+	for i := range 18 {
+		m := in.WithTLS(i%2 == 0)
+		m.Request()
+		m.Response(200, false, 3*time.Millisecond)
 	}
 	for range 2 {
 		in.Request()
@@ -37,7 +39,7 @@ func TestProxyMetricsContract(t *testing.T) {
 		out.Response(200, false, time.Millisecond)
 	}
 	in.TCPOpen()
-	in.TCPOpen()
+	in.WithTLS(true).TCPOpen()
 	h.scrapeAt(t, 10)
 
 	got := statJSON(t, h.s.Stat(10*time.Second))

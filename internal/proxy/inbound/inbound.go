@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"weft.dev/weft/internal/config"
@@ -44,8 +45,14 @@ type Config struct {
 	// the metrics label of inbound traffic.
 	Service string
 	// Transport recognises connections from other proxies; default the
-	// plaintext preamble.
+	// plaintext preamble (tests only: a proxy uses mutual TLS).
 	Transport transport.Transport
+	// Strict, if not nil, reports whether the port refuses connections
+	// that are not mutual TLS from another proxy (the controller's
+	// tls_mode STRICT); nil or false is permissive: plaintext clients are
+	// served, without an identity. It is called per plaintext connection
+	// and must not block.
+	Strict func() bool
 	// Metrics records traffic; required.
 	Metrics *metrics.Registry
 	// DetectTimeout bounds protocol detection; default 500ms.
@@ -64,6 +71,18 @@ type Server struct {
 	metrics *metrics.Service
 	http1   *http1.Server
 	h2      *h2.Server
+	// conns holds the connInfo of every connection served by h2, by its
+	// remote address (unique among live connections), for RouteHTTP2.
+	conns sync.Map
+}
+
+// connInfo is what the transport established about a connection.
+type connInfo struct {
+	// peer is the verified identity of the calling proxy; empty for a
+	// plaintext client.
+	peer string
+	// tls is true for mutual TLS from another proxy.
+	tls bool
 }
 
 // New returns a Server; it does no I/O.
@@ -102,24 +121,41 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// Route implements http1.Router for a plaintext connection.
+func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
+	return connRouter{s: s}.Route(req)
+}
+
+// connRouter routes the HTTP/1.1 requests of one connection.
+type connRouter struct {
+	s  *Server
+	ci connInfo
+}
+
 // Route implements http1.Router: every request goes to the application.
-func (s *Server) Route(*http1.RequestHead) (http1.Route, error) {
+func (r connRouter) Route(*http1.RequestHead) (http1.Route, error) {
+	m := r.s.metrics.WithTLS(r.ci.tls)
 	start := time.Now()
-	s.metrics.Request()
-	return http1.Route{Upstream: s.app.HTTP1, Done: func(status int, err error) {
-		s.metrics.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
+	m.Request()
+	return http1.Route{Upstream: r.s.app.HTTP1, Done: func(status int, err error) {
+		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
 	}}, nil
 }
 
 type h2Router struct{ s *Server }
 
 // RouteHTTP2 implements h2.Router.
-func (r h2Router) RouteHTTP2(*http.Request) (h2.Target, error) {
+func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	s := r.s
+	var ci connInfo
+	if v, ok := s.conns.Load(req.RemoteAddr); ok {
+		ci = v.(connInfo)
+	}
+	m := s.metrics.WithTLS(ci.tls)
 	start := time.Now()
-	s.metrics.Request()
+	m.Request()
 	return h2.Target{Transport: s.app.HTTP2, Addr: s.cfg.App, Done: func(res h2.Result) {
-		s.metrics.Response(res.Status, res.Failure(), time.Since(start))
+		m.Response(res.Status, res.Failure(), time.Since(start))
 	}}, nil
 }
 
@@ -133,15 +169,25 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	pc := acc.Conn
+	ci := connInfo{peer: acc.Peer, tls: acc.TLS}
 	switch acc.Proto {
 	case transport.HTTP1:
-		s.http1.ServeConn(ctx, pc)
+		s.serveHTTP1(ctx, pc, ci)
 		return
 	case transport.HTTP2:
-		s.serveH2(ctx, pc)
+		s.serveH2(ctx, pc, ci)
 		return
 	case transport.TCP:
-		s.forwardTCP(ctx, pc)
+		s.forwardTCP(ctx, pc, ci)
+		return
+	}
+	if s.cfg.Strict != nil && s.cfg.Strict() {
+		// STRICT: only mutual TLS from a proxy. A plaintext client gets
+		// no byte back: it could be anything, and only an mTLS peer has
+		// an identity to authorize.
+		s.log.Info("refusing plaintext connection on a strict port (tls_mode STRICT): the client must be a meshed proxy",
+			"remote", c.RemoteAddr().String())
+		c.Close()
 		return
 	}
 	proto := s.cfg.Protocol
@@ -150,13 +196,13 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	}
 	switch proto {
 	case config.ProtocolHTTP1:
-		s.http1.ServeConn(ctx, pc)
+		s.serveHTTP1(ctx, pc, ci)
 		return
 	case config.ProtocolHTTP2, config.ProtocolGRPC:
-		s.serveH2(ctx, pc)
+		s.serveH2(ctx, pc, ci)
 		return
 	case config.ProtocolTCP:
-		s.forwardTCP(ctx, pc)
+		s.forwardTCP(ctx, pc, ci)
 		return
 	}
 	res, err := detect.DetectUntil(detect.NewConn(pc), deadline)
@@ -167,33 +213,49 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	}
 	switch res.Protocol {
 	case detect.HTTP1:
-		s.http1.ServeConn(ctx, res.Conn)
+		s.serveHTTP1(ctx, res.Conn, ci)
 	case detect.HTTP2:
-		s.serveH2(ctx, res.Conn)
+		s.serveH2(ctx, res.Conn, ci)
 	default:
-		s.forwardTCP(ctx, res.Conn)
+		s.forwardTCP(ctx, res.Conn, ci)
 	}
 }
 
-func (s *Server) serveH2(ctx context.Context, c net.Conn) {
+// serveHTTP1 serves an HTTP/1.1 connection with a router that knows the
+// connection's peer.
+func (s *Server) serveHTTP1(ctx context.Context, c net.Conn, ci connInfo) {
+	if ci == (connInfo{}) {
+		s.http1.ServeConn(ctx, c)
+		return
+	}
+	srv := *s.http1
+	srv.Router = connRouter{s: s, ci: ci}
+	srv.ServeConn(ctx, c)
+}
+
+func (s *Server) serveH2(ctx context.Context, c net.Conn, ci connInfo) {
 	defer c.Close()
+	key := c.RemoteAddr().String()
+	s.conns.Store(key, ci)
+	defer s.conns.Delete(key)
 	s.h2.ServeConn(ctx, c)
 }
 
 // forwardTCP forwards an opaque connection to the application; if the
 // application refuses, the connection is closed.
-func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
+func (s *Server) forwardTCP(ctx context.Context, c net.Conn, ci connInfo) {
 	defer c.Close()
-	s.metrics.TCPOpen()
+	m := s.metrics.WithTLS(ci.tls)
+	m.TCPOpen()
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	up, err := s.app.Dial(dctx, transport.TCP)
 	cancel()
 	if err != nil {
 		s.log.Info("closing opaque connection: application unreachable", "remote", c.RemoteAddr().String(), "err", err)
-		s.metrics.TCPClose(0, 0)
+		m.TCPClose(0, 0)
 		return
 	}
 	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
-	s.metrics.TCPClose(from, to)
+	m.TCPClose(from, to)
 	s.log.Debug("opaque connection closed", "bytes_in", from, "bytes_out", to, "err", ferr)
 }

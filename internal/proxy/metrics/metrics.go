@@ -2,8 +2,14 @@
 // own (never the global one), served by the admin server at /metrics.
 //
 // The hot path never looks a metric up by labels: Registry.Service returns
-// a *Service with counters resolved once per (direction, service), and a
-// Service resolves each status code's counters once and caches them.
+// a *Service with counters resolved once per (direction, service, tls), and
+// a Service resolves each status code's counters once and caches them.
+//
+// Every traffic metric carries tls="true" when the connection between the
+// proxies was mutual TLS and tls="false" otherwise (plaintext from an
+// unmeshed client, or to an unmeshed destination). The proxy's certificate
+// is described by weft_identity_cert_expiry_timestamp_seconds and
+// weft_identity_renewals_total (see RegisterIdentity).
 //
 // Any proxy package may import metrics. All methods are safe for
 // concurrent use.
@@ -57,7 +63,7 @@ type serviceKey struct {
 // New returns a Registry with every metric registered, plus the Go runtime
 // and process collectors.
 func New() *Registry {
-	labels := []string{"direction", "service"}
+	labels := []string{"direction", "service", "tls"}
 	r := &Registry{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -65,7 +71,7 @@ func New() *Registry {
 		}, labels),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_responses_total", Help: "Responses sent, by status code and classification (failure: 5xx, a proxy error, or grpc-status other than 0).",
-		}, []string{"direction", "service", "status_code", "classification"}),
+		}, []string{"direction", "service", "tls", "status_code", "classification"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "weft_response_latency_seconds", Help: "Time from a request's head to the end of its response.", Buckets: LatencyBuckets,
 		}, labels),
@@ -98,37 +104,55 @@ func (r *Registry) Handler() http.Handler {
 // Gatherer exposes the registry, for tests and for embedding.
 func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
 
-// Service returns the metrics of one (direction, service) pair, creating
-// them on first use. Callers keep the result rather than calling Service
-// per request.
+// Service returns the metrics of one (direction, service) pair for
+// plaintext traffic (tls="false"), creating them on first use; WithTLS
+// gives its twin. Callers keep the result rather than calling Service per
+// request.
 func (r *Registry) Service(dir Direction, service string) *Service {
 	k := serviceKey{dir, service}
 	if s, ok := r.services.Load(k); ok {
 		return s.(*Service)
 	}
-	d, svc := string(dir), service
-	s := &Service{
-		r: r, dir: d, service: svc,
-		requests:  r.requests.WithLabelValues(d, svc),
-		latency:   r.latency.WithLabelValues(d, svc),
-		tcpOpen:   r.tcpOpen.WithLabelValues(d, svc),
-		tcpOpens:  r.tcpOpens.WithLabelValues(d, svc),
-		tcpCloses: r.tcpCloses.WithLabelValues(d, svc),
-		tcpRead:   r.tcpRead.WithLabelValues(d, svc),
-		tcpWrite:  r.tcpWrite.WithLabelValues(d, svc),
-	}
-	got, _ := r.services.LoadOrStore(k, s)
+	plain, tls := r.newService(dir, service, "false"), r.newService(dir, service, "true")
+	plain.twin, tls.twin = tls, plain
+	got, _ := r.services.LoadOrStore(k, plain)
 	return got.(*Service)
+}
+
+func (r *Registry) newService(dir Direction, service, tls string) *Service {
+	d, svc := string(dir), service
+	return &Service{
+		r: r, dir: d, service: svc, tls: tls,
+		requests:  r.requests.WithLabelValues(d, svc, tls),
+		latency:   r.latency.WithLabelValues(d, svc, tls),
+		tcpOpen:   r.tcpOpen.WithLabelValues(d, svc, tls),
+		tcpOpens:  r.tcpOpens.WithLabelValues(d, svc, tls),
+		tcpCloses: r.tcpCloses.WithLabelValues(d, svc, tls),
+		tcpRead:   r.tcpRead.WithLabelValues(d, svc, tls),
+		tcpWrite:  r.tcpWrite.WithLabelValues(d, svc, tls),
+	}
+}
+
+// WithTLS returns the metrics of the same direction and service for
+// traffic over mutual TLS (tls true) or not.
+func (s *Service) WithTLS(tls bool) *Service {
+	if tls == (s.tls == "true") {
+		return s
+	}
+	return s.twin
 }
 
 // maxCode bounds the cached status codes; codes outside [0, maxCode) are
 // counted under "other" so a misbehaving upstream cannot grow the label set.
 const maxCode = 600
 
-// Service is the metrics of one direction and service, resolved once.
+// Service is the metrics of one direction, service and tls label,
+// resolved once.
 type Service struct {
 	r            *Registry
 	dir, service string
+	tls          string   // label value, "true" or "false"
+	twin         *Service // the same metrics with the other tls value
 	requests     prometheus.Counter
 	latency      prometheus.Observer
 	tcpOpen      prometheus.Gauge
@@ -171,8 +195,8 @@ func (s *Service) code(code int) *codeCounters {
 		label = "other"
 	}
 	cc := &codeCounters{
-		success: s.r.responses.WithLabelValues(s.dir, s.service, label, "success"),
-		failure: s.r.responses.WithLabelValues(s.dir, s.service, label, "failure"),
+		success: s.r.responses.WithLabelValues(s.dir, s.service, s.tls, label, "success"),
+		failure: s.r.responses.WithLabelValues(s.dir, s.service, s.tls, label, "failure"),
 	}
 	s.codes[i].CompareAndSwap(nil, cc)
 	return s.codes[i].Load()

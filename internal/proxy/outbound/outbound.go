@@ -288,10 +288,10 @@ func (s *Server) pick(countRequest bool) (*state, *upstream.Upstream, error) {
 		return nil, nil, proxyerr.New(http.StatusServiceUnavailable,
 			"no configuration for %s from the controller yet (is weft-controller reachable?)", service)
 	}
-	if countRequest {
-		st.metrics.Request()
-	}
 	if !st.snap.GetExists() {
+		if countRequest {
+			st.metrics.Request()
+		}
 		return st, nil, proxyerr.New(http.StatusServiceUnavailable, "unknown service %s", st.service)
 	}
 	// A pick that raced with an update may name an endpoint whose
@@ -302,10 +302,22 @@ func (s *Server) pick(countRequest bool) (*state, *upstream.Upstream, error) {
 			break
 		}
 		if u := s.state.Load().upstreams[ep.Address()]; u != nil && u.Acquire() {
+			if countRequest {
+				s.metricsOf(st, u).Request()
+			}
 			return st, u, nil
 		}
 	}
+	if countRequest {
+		st.metrics.Request()
+	}
 	return st, nil, proxyerr.New(http.StatusServiceUnavailable, "no endpoints for %s", st.service)
+}
+
+// metricsOf returns the metrics of traffic to u: tls="true" when u is
+// reached over mutual TLS.
+func (s *Server) metricsOf(st *state, u *upstream.Upstream) *metrics.Service {
+	return st.metrics.WithTLS(u.Meshed() && transport.Encrypted(s.cfg.Transport))
 }
 
 // Route implements http1.Router.
@@ -317,10 +329,11 @@ func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
 	}
 	ep := u.Endpoint()
 	start := ep.Start()
+	m := s.metricsOf(st, u)
 	return http1.Route{Upstream: u.HTTP1, Done: func(status int, err error) {
 		u.Release()
 		d := finish(ep, start, err)
-		st.metrics.Response(status, err != nil || status == 0 || status >= 500, d)
+		m.Response(status, err != nil || status == 0 || status >= 500, d)
 	}}, nil
 }
 
@@ -337,10 +350,11 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	}
 	ep := u.Endpoint()
 	start := ep.Start()
+	m := s.metricsOf(st, u)
 	return h2.Target{Transport: u.HTTP2, Addr: u.Addr(), Done: func(res h2.Result) {
 		u.Release()
 		d := finish(ep, start, res.Err)
-		st.metrics.Response(res.Status, res.Failure(), d)
+		m.Response(res.Status, res.Failure(), d)
 	}}, nil
 }
 
@@ -416,6 +430,7 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 	start := time.Now()
 	var up net.Conn
 	var st *state
+	var m *metrics.Service
 	var ep *balance.Endpoint
 	var epStart time.Time
 	var err error
@@ -427,6 +442,7 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 		}
 		ep = u.Endpoint()
 		epStart = ep.Start()
+		m = s.metricsOf(st, u)
 		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		up, err = u.Dial(dctx, transport.TCP)
 		cancel()
@@ -443,15 +459,18 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 	if err != nil {
 		s.log.Info("closing opaque connection", "remote", c.RemoteAddr().String(), "reason", err)
 		if st != nil {
-			st.metrics.TCPOpen()
-			st.metrics.TCPClose(0, 0)
+			if m == nil {
+				m = st.metrics
+			}
+			m.TCPOpen()
+			m.TCPClose(0, 0)
 		}
 		return
 	}
-	st.metrics.TCPOpen()
+	m.TCPOpen()
 	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
 	ep.Abandon(epStart)
-	st.metrics.TCPClose(from, to)
+	m.TCPClose(from, to)
 	s.log.Debug("opaque connection closed", "upstream", up.RemoteAddr().String(),
 		"bytes_up", from, "bytes_down", to, "duration", time.Since(start), "err", ferr)
 }
