@@ -215,8 +215,9 @@ func (b *P2C) Endpoint(addr string) *Endpoint {
 func (b *P2C) Len() int { return b.set.Load().size }
 
 // Pick chooses an endpoint. It returns ErrNoEndpoints when there is none.
-func (b *P2C) Pick() (*Endpoint, error) {
-	s := b.set.Load()
+func (b *P2C) Pick() (*Endpoint, error) { return b.pickFrom(b.set.Load()) }
+
+func (b *P2C) pickFrom(s *set) (*Endpoint, error) {
 	if s.total == 0 {
 		return nil, ErrNoEndpoints
 	}
