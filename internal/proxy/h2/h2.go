@@ -116,6 +116,7 @@ func NewServer(cfg Config) *Server {
 		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentStreams},
 		IdleTimeout: 5 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ConnContext: connContext,
 	}
 	return s
 }
@@ -123,7 +124,8 @@ func NewServer(cfg Config) *Server {
 // ServeConn serves one client connection, positioned at the client
 // preface, until it closes: the client closes it, Shutdown drains it, or
 // its owner closes it. ctx is not watched; owners close the connection to
-// stop it at once.
+// stop it at once. The values of ctx (such as the peer's identity) are
+// visible in the context of every request of the connection.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	s.start.Do(func() {
 		go func() {
@@ -131,7 +133,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 			s.hs.Serve(s.ln)
 		}()
 	})
-	tc := &trackedConn{Conn: c, closed: make(chan struct{})}
+	tc := &trackedConn{Conn: c, closed: make(chan struct{}), vals: ctx}
 	if !s.ln.push(tc) {
 		c.Close()
 		return
@@ -201,6 +203,9 @@ type trackedConn struct {
 	net.Conn
 	once   sync.Once
 	closed chan struct{}
+	// vals is the context given to ServeConn: its values reach every
+	// request of the connection (see connContext).
+	vals context.Context
 }
 
 func (c *trackedConn) Close() error {
