@@ -122,13 +122,44 @@ type Decision struct {
 	// Rule is the index of the matching rule among the rules named By, or
 	// -1 when a default decided.
 	Rule int
-	// Why explains the decision in a sentence, for logs and the CLI.
-	Why string
 	// Strict is set when a plaintext connection was refused by a strict
 	// port.
 	Strict bool
 
 	counters *counters
+	// what the decision was about, for Why.
+	peer, method, path string
+	http, rule         bool
+}
+
+// Why explains the decision in a sentence, for logs and the CLI. It
+// allocates; the request path never calls it for allowed requests.
+func (d Decision) Why() string {
+	what := "a connection"
+	if d.http {
+		what = d.method + " " + d.path
+	}
+	from := who(d.peer)
+	switch {
+	case d.Strict:
+		return "plaintext " + what + " refused: the port is strict and the client presented no identity"
+	case d.rule:
+		return fmt.Sprintf("rule %d of %s allows %s from %s", d.Rule, d.By, what, from)
+	}
+	cond := "no rule allows "
+	if !d.http {
+		cond = "no rule without HTTP conditions allows "
+	}
+	why := cond + what + " from " + from + "; " + d.By
+	switch {
+	case d.Audit:
+		why += " audits: allowed, but deny would refuse it"
+	case d.Allowed:
+		why += " allows it"
+	default:
+		why += " denies it"
+	}
+	return why
 }
 
 // Reason is the Weft-Proxy-Error value of a denial.
@@ -255,9 +286,14 @@ type Request struct {
 	Path string
 	// Host is the request's authority (Host header or :authority).
 	Host string
-	// Header returns every value of the named header (any case); nil
-	// means no headers.
-	Header func(name string) []string
+	// Header gives every value of a named header (any case); nil means
+	// no headers. *http1.RequestHead and http.Header implement it.
+	Header Headers
+}
+
+// Headers gives every value of a named header.
+type Headers interface {
+	Values(name string) []string
 }
 
 // Connection judges a new connection from peer ("" when unauthenticated).
@@ -266,20 +302,18 @@ type Request struct {
 // strict port, and each request is judged by Request.
 func (p *Policy) Connection(peer string, http bool) Decision {
 	if p.strict && peer == "" {
-		d := Decision{By: p.defaultBy, Rule: -1, Strict: true, Why: "the port is strict and the client presented no identity"}
-		d.counters = p.counters[p.defaultBy]
-		return d
+		return Decision{By: p.defaultBy, Rule: -1, Strict: true, counters: p.counters[p.defaultBy], peer: peer, http: http}
 	}
 	if http {
-		return Decision{Allowed: true, By: p.defaultBy, Rule: -1, Why: "HTTP requests are judged one by one"}
+		return Decision{Allowed: true, By: p.defaultBy, Rule: -1, peer: peer, http: true}
 	}
 	for i := range p.rules {
 		r := &p.rules[i]
 		if !r.http && r.matchesPeer(peer) {
-			return p.allowedBy(i, "matches "+who(peer))
+			return p.allowedBy(i, peer, "", "", false)
 		}
 	}
-	return p.byDefault(peer, "no rule without HTTP conditions matches "+who(peer))
+	return p.byDefault(peer, "", "", false)
 }
 
 // Request judges one HTTP request from peer ("" when unauthenticated).
@@ -287,13 +321,13 @@ func (p *Policy) Request(peer string, req *Request) Decision {
 	for i := range p.rules {
 		r := &p.rules[i]
 		if r.matchesPeer(peer) && r.matchesRequest(req) {
-			return p.allowedBy(i, fmt.Sprintf("%s %s from %s", req.Method, req.Path, who(peer)))
+			return p.allowedBy(i, peer, req.Method, req.Path, true)
 		}
 	}
-	return p.byDefault(peer, fmt.Sprintf("no rule allows %s %s from %s", req.Method, req.Path, who(peer)))
+	return p.byDefault(peer, req.Method, req.Path, true)
 }
 
-func (p *Policy) allowedBy(i int, why string) Decision {
+func (p *Policy) allowedBy(i int, peer, method, path string, http bool) Decision {
 	name := p.rules[i].name
 	n := 0
 	for j := range i {
@@ -301,35 +335,20 @@ func (p *Policy) allowedBy(i int, why string) Decision {
 			n++
 		}
 	}
-	return Decision{Allowed: true, By: name, Rule: n, Why: "rule " + fmt.Sprint(n) + " of " + name + " allows " + why, counters: p.counters[name]}
+	return Decision{Allowed: true, By: name, Rule: n, counters: p.counters[name], peer: peer, method: method, path: path, http: http, rule: true}
 }
 
-func (p *Policy) byDefault(peer, why string) Decision {
-	d := Decision{By: p.defaultBy, Rule: -1, counters: p.counters[p.defaultBy]}
+func (p *Policy) byDefault(peer, method, path string, http bool) Decision {
+	d := Decision{By: p.defaultBy, Rule: -1, counters: p.counters[p.defaultBy], peer: peer, method: method, path: path, http: http}
 	switch p.def {
 	case meshv1.InboundPolicy_ALL_UNAUTHENTICATED:
 		d.Allowed = true
 	case meshv1.InboundPolicy_ALL_AUTHENTICATED:
 		d.Allowed = peer != ""
-		if !d.Allowed {
-			why += "; the default allows only authenticated clients"
-		}
 	case meshv1.InboundPolicy_AUDIT:
 		d.Allowed, d.Audit = true, true
-		why += "; allowed because the policy audits (deny would refuse it)"
 	}
-	d.Why = why + " (default " + DefaultName(p.def) + " of " + p.source() + ")"
 	return d
-}
-
-func (p *Policy) source() string {
-	if p.defSource != "" {
-		return p.defSource
-	}
-	if p.server != "" {
-		return p.server
-	}
-	return "the mesh"
 }
 
 func who(peer string) string {
@@ -367,7 +386,7 @@ func (r *rule) matchesRequest(req *Request) bool {
 	for _, h := range r.headers {
 		var vals []string
 		if req.Header != nil {
-			vals = req.Header(h.name)
+			vals = req.Header.Values(h.name)
 		}
 		// Every value must match: a client adding a second value the
 		// application reads instead ("x-role: reader" then "x-role:

@@ -181,7 +181,7 @@ func TestHeaderRuleMatchesEveryValue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := &Request{Method: "GET", Path: "/", Header: func(n string) []string { return tt.hdr[n] }}
+			req := &Request{Method: "GET", Path: "/", Header: mapHeaders(tt.hdr)}
 			if got := p.Request(web, req).Allowed; got != tt.want {
 				t.Errorf("allowed = %v, want %v", got, tt.want)
 			}
@@ -277,5 +277,45 @@ func TestTable(t *testing.T) {
 		{Name: "x/bad", Headers: []*meshv1.HeaderMatch{{Name: "a", Value: "(", Regex: true}}}}}}}}
 	if d := tb.Port(80).Request(web, get("/")); d.Allowed || !strings.Contains(d.By, "invalid policy") {
 		t.Errorf("invalid policy: %+v, want denied naming the problem", d)
+	}
+}
+
+type mapHeaders map[string][]string
+
+func (m mapHeaders) Values(n string) []string { return m[n] }
+
+func TestWhy(t *testing.T) {
+	p := compile(t, &meshv1.InboundPolicy{Server: "Server/default/api", DefaultPolicy: meshv1.InboundPolicy_DENY, Rules: []*meshv1.AuthzRule{
+		{Name: "default/public", Unauthenticated: true, Paths: []string{"/public/*"}},
+	}})
+	tests := []struct {
+		d    Decision
+		want string
+	}{
+		{p.Request("", get("/public/a")), "rule 0 of default/public allows GET /public/a from an unauthenticated client"},
+		{p.Request(web, get("/admin")), "no rule allows GET /admin from " + web + "; Server/default/api denies it"},
+		{p.Connection(web, false), "no rule without HTTP conditions allows a connection from " + web + "; Server/default/api denies it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := tt.d.Why(); got != tt.want {
+				t.Errorf("Why() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRequestDoesNotAllocate(t *testing.T) {
+	p := compile(t, &meshv1.InboundPolicy{Server: "Server/default/api", DefaultPolicy: meshv1.InboundPolicy_DENY, Rules: []*meshv1.AuthzRule{
+		{Name: "default/public", Identities: []string{web}, Paths: []string{"/public/*"}, Methods: []string{"GET"}},
+	}})
+	req := &Request{Method: "GET", Path: "/public/a"}
+	got := testing.AllocsPerRun(100, func() {
+		if !p.Request(web, req).Allowed {
+			t.Fatal("denied")
+		}
+	})
+	if got != 0 {
+		t.Errorf("allocations = %v, want 0", got)
 	}
 }
