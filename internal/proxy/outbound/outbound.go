@@ -81,6 +81,10 @@ type Server struct {
 	state atomic.Pointer[state] // nil until the first snapshot is applied
 	ready chan struct{}         // closed when state is first set
 
+	// mirror sends route mirror copies; made once by mirrors().
+	mirror     *mirrorer
+	mirrorOnce sync.Once
+
 	// mu guards applying snapshots (apply runs on one goroutine, but
 	// Close may race with it).
 	mu sync.Mutex
@@ -93,6 +97,8 @@ type state struct {
 	metrics   *metrics.Service
 	protocol  config.Protocol
 	upstreams map[string]*upstream.Upstream // by address
+	// routes of the destination; nil when it has none (routes.go).
+	routes *routes
 }
 
 // New returns a Server; it does no I/O.
@@ -153,6 +159,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}, s.handle)
 	stopApply()
 	wg.Wait()
+	s.stopMirrors()
 	if st := s.state.Load(); st != nil {
 		for _, u := range st.upstreams {
 			u.Remove()
@@ -205,6 +212,7 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 			backends = append(backends, bb)
 		}
 	}
+	next.routes, backends = s.buildRoutes(snap, backends)
 	// Keep upstreams whose address, meshing and identity stay; make the
 	// others.
 	for _, be := range backends {
@@ -279,6 +287,11 @@ func (s *Server) current(ctx context.Context) *state {
 // countRequest is set. It never blocks: connections wait for the first snapshot
 // in handle, before their first request.
 func (s *Server) pick(countRequest bool) (*state, *upstream.Upstream, error) {
+	return s.pickWith(countRequest, s.bal)
+}
+
+// pickWith is pick among the endpoints pk picks from (a route rule's).
+func (s *Server) pickWith(countRequest bool, pk picker) (*state, *upstream.Upstream, error) {
 	st := s.state.Load()
 	if st == nil {
 		service := s.Service()
@@ -297,7 +310,7 @@ func (s *Server) pick(countRequest bool) (*state, *upstream.Upstream, error) {
 	// A pick that raced with an update may name an endpoint whose
 	// upstream is gone or leaving: pick again.
 	for range 3 {
-		ep, err := s.bal.Pick()
+		ep, err := pk.Pick()
 		if errors.Is(err, balance.ErrNoEndpoints) {
 			break
 		}
@@ -322,6 +335,9 @@ func (s *Server) metricsOf(st *state, u *upstream.Upstream) *metrics.Service {
 
 // Route implements http1.Router.
 func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
+	if rule := s.matchHTTP1(req); rule != nil {
+		return s.routeRuleHTTP1(req, rule)
+	}
 	st, u, err := s.pick(true)
 	if err != nil {
 		s.countRefused(st, err)
@@ -343,6 +359,9 @@ type h2Router struct{ s *Server }
 // RouteHTTP2 implements h2.Router.
 func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	s := r.s
+	if rule := s.matchHTTP2(req); rule != nil {
+		return s.routeRuleHTTP2(req, rule)
+	}
 	st, u, err := s.pick(true)
 	if err != nil {
 		s.countRefused(st, err)
