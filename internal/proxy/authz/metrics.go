@@ -23,7 +23,8 @@ type counters struct {
 	allow, deny, audit prometheus.Counter
 }
 
-// NewMetrics registers the counters of service ("api.default") in reg.
+// NewMetrics registers the counters of service ("api.default") in reg;
+// calling it again with the same reg shares the registered counters.
 func NewMetrics(reg prometheus.Registerer, service string) (*Metrics, error) {
 	labels := []string{"direction", "service", "policy"}
 	m := &Metrics{
@@ -38,9 +39,18 @@ func NewMetrics(reg prometheus.Registerer, service string) (*Metrics, error) {
 			Name: "weft_authz_audit_deny_total", Help: "Inbound requests allowed only because the policy audits: deny would have refused them.",
 		}, labels),
 	}
-	for _, c := range []prometheus.Collector{m.allow, m.deny, m.auditDenies} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
+	for _, c := range []**prometheus.CounterVec{&m.allow, &m.deny, &m.auditDenies} {
+		if err := reg.Register(*c); err != nil {
+			// A second port of the same proxy shares the counters.
+			are, ok := err.(prometheus.AlreadyRegisteredError)
+			if !ok {
+				return nil, err
+			}
+			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+			if !ok {
+				return nil, err
+			}
+			*c = existing
 		}
 	}
 	return m, nil

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/proxy/authz"
 	"weft.dev/weft/internal/proxy/detect"
 	"weft.dev/weft/internal/proxy/h2"
 	"weft.dev/weft/internal/proxy/http1"
@@ -53,6 +54,11 @@ type Config struct {
 	// served, without an identity. It is called per plaintext connection
 	// and must not block.
 	Strict func() bool
+	// Authz, if not nil, returns the port's authorization policy from the
+	// newest inbound snapshot (see authz.Table); nil allows everything.
+	// It is called per request and per opaque connection and must not
+	// block.
+	Authz func() *authz.Policy
 	// Metrics records traffic; required.
 	Metrics *metrics.Registry
 	// DetectTimeout bounds protocol detection; default 500ms.
@@ -132,11 +138,15 @@ type connRouter struct {
 	ci connInfo
 }
 
-// Route implements http1.Router: every request goes to the application.
-func (r connRouter) Route(*http1.RequestHead) (http1.Route, error) {
+// Route implements http1.Router: every request the policy allows goes to
+// the application.
+func (r connRouter) Route(req *http1.RequestHead) (http1.Route, error) {
 	m := r.s.metrics.WithTLS(r.ci.tls)
 	start := time.Now()
 	m.Request()
+	if err := r.s.authorizeHTTP1(req, r.ci.peer, m); err != nil {
+		return http1.Route{}, err
+	}
 	return http1.Route{Upstream: r.s.app.HTTP1, Done: func(status int, err error) {
 		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
 	}}, nil
@@ -154,6 +164,9 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	m := s.metrics.WithTLS(ci.tls)
 	start := time.Now()
 	m.Request()
+	if err := s.authorizeHTTP2(req, ci.peer, m); err != nil {
+		return h2.Target{}, err
+	}
 	return h2.Target{Transport: s.app.HTTP2, Addr: s.cfg.App, Done: func(res h2.Result) {
 		m.Response(res.Status, res.Failure(), time.Since(start))
 	}}, nil
@@ -245,6 +258,9 @@ func (s *Server) serveH2(ctx context.Context, c net.Conn, ci connInfo) {
 // application refuses, the connection is closed.
 func (s *Server) forwardTCP(ctx context.Context, c net.Conn, ci connInfo) {
 	defer c.Close()
+	if !s.authorizeTCP(c, ci.peer) {
+		return
+	}
 	m := s.metrics.WithTLS(ci.tls)
 	m.TCPOpen()
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)

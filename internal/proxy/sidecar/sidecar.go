@@ -208,6 +208,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			App: spec.App, Protocol: spec.Protocol, Declared: declared(disc, spec.App),
 			Service: s.service, Transport: s.tr, Metrics: s.metrics,
 			DetectTimeout: s.cfg.DetectTimeout, DrainTimeout: s.cfg.DrainTimeout, Logger: s.log,
+			Authz: s.authzPolicy(disc, spec.App),
 		})
 		servers.Add(1)
 		go func() {
