@@ -97,6 +97,7 @@ type state struct {
 	metrics   *metrics.Service
 	protocol  config.Protocol
 	upstreams map[string]*upstream.Upstream // by address
+	pol       *policy                       // resilience (resilience.go)
 	// routes of the destination; nil when it has none (routes.go).
 	routes *routes
 }
@@ -117,7 +118,9 @@ func New(cfg Config) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "outbound", "authority", cfg.Authority)
-	s := &Server{cfg: cfg, log: log, bal: balance.New(cfg.Balance), ready: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, ready: make(chan struct{})}
+	cfg.Balance.OnEject = s.onEject(cfg.Balance.OnEject)
+	s.bal = balance.New(cfg.Balance)
 	s.http1 = &http1.Server{Router: s, Logger: log}
 	s.h2 = h2.NewServer(h2.Config{Router: h2Router{s}, Logger: log})
 	return s
@@ -200,6 +203,11 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 		protocol:  discovery.Protocol(snap.GetProtocol()),
 		upstreams: map[string]*upstream.Upstream{},
 	}
+	var oldPol *policy
+	if old != nil {
+		oldPol = old.pol
+	}
+	next.pol = s.compilePolicy(oldPol, snap, service)
 	var backends []balance.Backend
 	if snap.GetExists() {
 		for _, b := range snap.GetBackends() {
@@ -338,19 +346,19 @@ func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
 	if rule := s.matchHTTP1(req); rule != nil {
 		return s.routeRuleHTTP1(req, rule)
 	}
+	start := time.Now()
 	st, u, err := s.pick(true)
+	if err == nil {
+		err = s.admit(st, u, nil, req.Path())
+	}
 	if err != nil {
 		s.countRefused(st, err)
 		return http1.Route{}, err
 	}
-	ep := u.Endpoint()
-	start := ep.Start()
 	m := s.metricsOf(st, u)
-	return http1.Route{Upstream: u.HTTP1, Done: func(status int, err error) {
-		u.Release()
-		d := finish(ep, start, err)
-		m.Response(status, err != nil || status == 0 || status >= 500, d)
-	}}, nil
+	return s.routeHTTP1(st, u, nil, 0, func(status int, err error) {
+		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
+	}), nil
 }
 
 // h2Router adapts Server to h2.Router.
@@ -363,6 +371,9 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 		return s.routeRuleHTTP2(req, rule)
 	}
 	st, u, err := s.pick(true)
+	if err == nil {
+		err = s.admit(st, u, nil, req.URL.Path)
+	}
 	if err != nil {
 		s.countRefused(st, err)
 		return h2.Target{}, err
@@ -372,7 +383,9 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	m := s.metricsOf(st, u)
 	return h2.Target{Transport: u.HTTP2, Addr: u.Addr(), Done: func(res h2.Result) {
 		u.Release()
+		st.pol.gate.Leave()
 		d := finish(ep, start, res.Err)
+		accrueH2(ep, res)
 		m.Response(res.Status, res.Failure(), d)
 	}}, nil
 }

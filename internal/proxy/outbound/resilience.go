@@ -1,0 +1,245 @@
+package outbound
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	meshv1 "weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/proxy/balance"
+	"weft.dev/weft/internal/proxy/h2"
+	"weft.dev/weft/internal/proxy/http1"
+	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/proxyerr"
+	"weft.dev/weft/internal/proxy/resilience"
+	"weft.dev/weft/internal/proxy/upstream"
+)
+
+// This file applies the destination's resilience (DestinationSnapshot.
+// resilience and the route rules' retry and fault): retries within a
+// budget, faults, the pending-request limit and failure accrual on
+// responses.
+
+// policy is the resilience in force with one applied snapshot. Its budget
+// and gate carry state and survive snapshots that do not change them.
+type policy struct {
+	spec     *meshv1.Resilience
+	budget   *resilience.Budget
+	gate     *resilience.Gate
+	def      ruleResilience                       // for requests no rule covers
+	rules    map[*meshv1.RouteRule]ruleResilience // compiled once per snapshot
+	counters *metrics.Resilience
+}
+
+// ruleResilience is the compiled retry and fault of one route rule.
+type ruleResilience struct {
+	retry *resilience.Retry
+	fault *resilience.Fault
+}
+
+// compilePolicy returns the policy of snap, reusing old's stateful parts
+// when their settings stay.
+func (s *Server) compilePolicy(old *policy, snap *meshv1.DestinationSnapshot, service string) *policy {
+	r := snap.GetResilience()
+	p := &policy{
+		spec:     r,
+		def:      ruleResilience{resilience.NewRetry(r.GetDefaultRetry()), resilience.NewFault(r.GetDefaultFault(), nil)},
+		rules:    map[*meshv1.RouteRule]ruleResilience{},
+		counters: s.cfg.Metrics.Resilience(metrics.Outbound, service),
+	}
+	for _, rule := range snap.GetRoutes() {
+		rr := p.def
+		if rule.GetRetry() != nil {
+			rr.retry = resilience.NewRetry(rule.GetRetry())
+		}
+		if rule.GetFault() != nil {
+			rr.fault = resilience.NewFault(rule.GetFault(), nil)
+		}
+		p.rules[rule] = rr
+	}
+	if old != nil && old.spec.GetBudgetRatio() == r.GetBudgetRatio() && old.spec.GetBudgetMinPerSecond() == r.GetBudgetMinPerSecond() {
+		p.budget = old.budget
+	} else {
+		p.budget = resilience.NewBudget(r.GetBudgetRatio(), r.GetBudgetMinPerSecond(), s.cfg.Balance.Now)
+	}
+	if old != nil && old.spec.GetMaxPendingRequests() == r.GetMaxPendingRequests() {
+		p.gate = old.gate
+	} else {
+		p.gate = resilience.NewGate(r.GetMaxPendingRequests(), service)
+	}
+	if old == nil || !proto.Equal(old.spec, r) {
+		s.bal.SetAccrual(int(r.GetConsecutiveFailures()),
+			time.Duration(r.GetBaseEjectionMs())*time.Millisecond, time.Duration(r.GetMaxEjectionMs())*time.Millisecond)
+	}
+	return p
+}
+
+// of returns the retry and fault of a request matched by rule (nil: no
+// rule matched): the rule's own, else the destination's defaults.
+func (p *policy) of(rule *meshv1.RouteRule) ruleResilience {
+	if rule != nil {
+		if rr, ok := p.rules[rule]; ok {
+			return rr
+		}
+	}
+	return p.def
+}
+
+// onEject counts and logs ejections, then calls next if not nil.
+func (s *Server) onEject(next func(string, time.Duration)) func(string, time.Duration) {
+	return func(addr string, d time.Duration) {
+		s.cfg.Metrics.Resilience(metrics.Outbound, s.Service()).Ejection()
+		s.log.Info("endpoint ejected after consecutive failures", "endpoint", addr, "for", d)
+		if next != nil {
+			next(addr, d)
+		}
+	}
+}
+
+// admit applies the fault of the request's rule (rule nil: the
+// destination's default) to a request to path (a delay, or an abort
+// answered instead) and the pending-request limit. On failure it
+// releases u; on success the request's end must call st.pol.gate.Leave
+// (routeHTTP1 does).
+func (s *Server) admit(st *state, u *upstream.Upstream, rule *meshv1.RouteRule, path string) error {
+	p := st.pol
+	if f := p.of(rule).fault; f != nil {
+		d, abort := f.Decide(path)
+		if d > 0 {
+			time.Sleep(d)
+		}
+		if abort != nil {
+			u.Release()
+			return abort
+		}
+	}
+	if err := p.gate.Enter(); err != nil {
+		u.Release()
+		return err
+	}
+	return nil
+}
+
+// accrue reports an attempt's outcome to the endpoint's failure accrual.
+// A failed connect was counted by the upstream already.
+func accrue(ep *balance.Endpoint, status int, err error) {
+	switch {
+	case status >= 500:
+		ep.ResponseFailed()
+	case status > 0:
+		ep.ResponseSucceeded()
+	case err != nil:
+		var pe *proxyerr.Error
+		if errors.As(err, &pe) && strings.HasPrefix(pe.Reason, "connect to ") {
+			return
+		}
+		ep.ResponseFailed()
+	}
+}
+
+// pickOther picks an endpoint for a retry, preferring one not tried yet.
+func (s *Server) pickOther(tried []string) (*upstream.Upstream, error) {
+	var fallback *upstream.Upstream
+	for range 4 {
+		_, u, err := s.pick(false)
+		if err != nil {
+			break
+		}
+		if !contains(tried, u.Addr()) {
+			if fallback != nil {
+				fallback.Release()
+			}
+			return u, nil
+		}
+		if fallback == nil {
+			fallback = u
+		} else {
+			u.Release()
+		}
+	}
+	if fallback != nil {
+		return fallback, nil
+	}
+	return nil, errors.New("no endpoint to retry on")
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// routeHTTP1 is the HTTP/1.1 route of a request admitted by admit, whose
+// first endpoint u is picked. With a retry policy (the rule's, else the
+// default) failed attempts go again on other endpoints within the budget;
+// each attempt waits at most timeout (0: none) or the per-try timeout,
+// whichever is shorter. finish is called once, when the request ends.
+func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteRule, timeout time.Duration, finish func(status int, err error)) http1.Route {
+	p := st.pol
+	retry := p.of(rule).retry
+	attempt := func(u *upstream.Upstream) http1.Route {
+		ep := u.Endpoint()
+		start := ep.Start()
+		return http1.Route{Upstream: u.HTTP1, Timeout: timeout, Done: func(status int, err error) {
+			u.Release()
+			finishEndpoint(ep, start, err)
+			accrue(ep, status, err)
+			if !errors.Is(err, http1.ErrRetried) {
+				p.gate.Leave()
+				finish(status, err)
+			}
+		}}
+	}
+	if retry == nil {
+		return attempt(u)
+	}
+	p.budget.Deposit()
+	if pt := retry.PerTryTimeout(); pt > 0 && (timeout == 0 || pt < timeout) {
+		timeout = pt
+	}
+	first := attempt(u)
+	tried := []string{u.Addr()}
+	first.Retry = &http1.Retry{MaxBodyBytes: retry.MaxBodyBytes(), Again: func(n int, a http1.Attempt) (http1.Route, bool) {
+		o := resilience.Outcome{Status: a.Status, GRPCStatus: -1, Failed: a.Status == 0, Reached: a.Reached, TimedOut: a.TimedOut}
+		if !retry.ShouldRetry(n, o) {
+			return http1.Route{}, false
+		}
+		if !p.budget.Withdraw() {
+			p.counters.BudgetExhausted()
+			return http1.Route{}, false
+		}
+		time.Sleep(retry.Backoff(n))
+		nu, err := s.pickOther(tried)
+		if err != nil {
+			return http1.Route{}, false
+		}
+		tried = append(tried, nu.Addr())
+		p.counters.Retry()
+		next := attempt(nu)
+		next.Retry = first.Retry
+		return next, true
+	}}
+	return first
+}
+
+// finishEndpoint is finish for the balancer alone.
+func finishEndpoint(ep *balance.Endpoint, start time.Time, err error) time.Duration {
+	return finish(ep, start, err)
+}
+
+// accrueH2 reports an HTTP/2 exchange's outcome to failure accrual.
+func accrueH2(ep *balance.Endpoint, res h2.Result) {
+	switch {
+	case res.Status >= 500 || res.GRPCStatus == resilience.GRPCUnavailable:
+		ep.ResponseFailed()
+	case res.Err != nil && res.ProxyError:
+		accrue(ep, 0, res.Err)
+	case res.Status > 0:
+		ep.ResponseSucceeded()
+	}
+}
