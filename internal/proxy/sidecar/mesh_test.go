@@ -931,6 +931,8 @@ func TestTLSAndServerFirst(t *testing.T) {
 	}()
 	t.Cleanup(func() { gl.Close(); gwg.Wait() })
 
+	// The inbound side serves only once it has its policy.
+	ctl.SetInbound("mail-0", &meshv1.InboundSnapshot{Version: 1, Known: true, Service: "mail.default"})
 	server := startProxy(t, sidecar.Config{ID: "mail-0", Service: "mail", Controller: ctlAddr,
 		Inbound: []sidecar.InboundSpec{{Listen: "127.0.0.1:0", App: gl.Addr().String()}}})
 	tlsAddr := strings.TrimPrefix(tlsApp.URL, "https://")
