@@ -1,6 +1,10 @@
 // Package controller assembles the control plane: the proxy API (gRPC,
-// package push), the CLI's HTTP API (package httpapi) and the metrics
-// scraper (package viz), all fed by one configuration store. `weft up`
+// package push) and the Identity API (package identity, the mesh's
+// certificate authority) on one gRPC server over TLS, the CLI's HTTP API
+// (package httpapi) and the metrics scraper (package viz), all fed by one
+// configuration store. Proxies use the mesh API only with the certificate
+// they got from the Identity API, and watch only their own workload's
+// inbound configuration. `weft up`
 // embeds it and cmd/weft-controller runs it.
 //
 // New does no I/O; Run binds both listeners, serves until its context ends
@@ -23,6 +27,7 @@ import (
 
 	"weft.dev/weft/internal/config/memory"
 	"weft.dev/weft/internal/control/httpapi"
+	"weft.dev/weft/internal/control/identity"
 	"weft.dev/weft/internal/control/push"
 	"weft.dev/weft/internal/control/viz"
 )
@@ -52,6 +57,20 @@ type Config struct {
 	Logger *slog.Logger
 	// ScrapeInterval between scrapes of the proxies' metrics; zero means 2s.
 	ScrapeInterval time.Duration
+	// Issuer signs workload certificates (identity.LoadIssuer). Nil
+	// generates a trust anchor and an issuer in memory at New, valid for
+	// a year, which proxies then need from TrustAnchorsPEM.
+	Issuer *identity.Issuer
+	// TrustDomain of the mesh's SPIFFE IDs; "" means cluster.local.
+	TrustDomain string
+	// CertLifetime of workload certificates; zero means 24h.
+	CertLifetime time.Duration
+	// Tokens are the join tokens proxies prove their identity with; nil
+	// starts with none (add them with IssueToken or Tokens().Register).
+	Tokens *identity.JoinTokens
+	// ServingDNS are DNS names for the controller's serving certificate
+	// besides its SPIFFE ID; nil means localhost.
+	ServingDNS []string
 }
 
 // Controller is the running control plane.
@@ -62,6 +81,9 @@ type Controller struct {
 	scraper *viz.Scraper
 	api     *httpapi.Handler
 	ready   chan struct{}
+	ca      *identity.CA
+	tokens  *identity.JoinTokens
+	leaves  *leafLog
 
 	// mu guards grpcAddr, httpAddr and started.
 	mu                 sync.Mutex
@@ -95,14 +117,25 @@ func New(cfg Config) (*Controller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	ca, err := newCA(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Tokens == nil {
+		cfg.Tokens = identity.NewJoinTokens()
+	}
 	c := &Controller{
-		cfg:   cfg,
-		log:   log.With("component", "controller"),
-		push:  push.New(cfg.Store, push.Config{Logger: log}),
-		ready: make(chan struct{}),
+		cfg:    cfg,
+		log:    log.With("component", "controller"),
+		push:   push.New(cfg.Store, push.Config{Logger: log}),
+		ready:  make(chan struct{}),
+		ca:     ca,
+		tokens: cfg.Tokens,
+		leaves: &leafLog{},
 	}
 	c.scraper = viz.New(cfg.Store, viz.Config{Interval: cfg.ScrapeInterval, Logger: log})
-	api, err := httpapi.New(httpapi.Config{Token: cfg.Token, Store: cfg.Store, Sent: c.push, Stats: c.scraper, Logger: log})
+	api, err := httpapi.New(httpapi.Config{Token: cfg.Token, Store: cfg.Store, Sent: c.push, Stats: c.scraper,
+		Identity: identityStatus{c}, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -172,8 +205,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.grpcAddr, c.httpAddr = grpcLis.Addr().String(), httpLis.Addr().String()
 	c.mu.Unlock()
 
-	g := grpc.NewServer()
+	g := grpc.NewServer(c.serverOptions()...)
 	c.push.Register(g)
+	c.registerIdentity(g)
 	hs := &http.Server{
 		Handler:           c.api,
 		ReadHeaderTimeout: 10 * time.Second,

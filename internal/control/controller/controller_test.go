@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/config"
@@ -79,11 +77,7 @@ func TestApplyReachesWatchingProxy(t *testing.T) {
 	store.SetProxy(config.Proxy{ID: "web-0", Service: "web"})
 	c := run(t, store)
 
-	conn, err := grpc.NewClient(c.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := proxyConn(t, c, "web")
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	st, err := meshv1.NewDestinationsClient(conn).Watch(ctx, &meshv1.DestinationRequest{
@@ -222,14 +216,10 @@ func TestStopEndsWatches(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	<-c.Ready()
-	conn, err := grpc.NewClient(c.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := proxyConn(t, c, "x")
 	wctx, wcancel := context.WithTimeout(context.Background(), hangGuard)
 	defer wcancel()
-	st, err := meshv1.NewInboundClient(conn).Watch(wctx, &meshv1.InboundRequest{Proxy: &meshv1.ProxyInfo{Id: "x"}})
+	st, err := meshv1.NewInboundClient(conn).Watch(wctx, &meshv1.InboundRequest{Proxy: &meshv1.ProxyInfo{Id: "x", Workload: "x"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,8 @@ type Config struct {
 	// Stats answers /api/v1/stat; nil answers 503. When it also implements
 	// Edges, /api/v1/edges is served too.
 	Stats Stats
+	// Identity answers /api/v1/identity; nil answers 503.
+	Identity IdentityStatus
 	// Logger; nil discards logs.
 	Logger *slog.Logger
 }
@@ -65,6 +67,7 @@ type Handler struct {
 	store *memory.Store
 	sent  Sent
 	stats Stats
+	ident IdentityStatus
 	log   *slog.Logger
 	mux   *http.ServeMux
 }
@@ -88,6 +91,8 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("/api/v1/resources/{kind}/{namespace}/{name}", h.method(http.MethodDelete, h.deleteResource))
 	h.mux.HandleFunc("/api/v1/stat", h.method(http.MethodGet, h.stat))
 	h.mux.HandleFunc("/api/v1/edges", h.method(http.MethodGet, h.edges))
+	h.ident = cfg.Identity
+	h.mux.HandleFunc("/api/v1/identity", h.method(http.MethodGet, h.identity))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API at %s %s; see /api/v1/status", r.Method, r.URL.Path), nil)
 	})

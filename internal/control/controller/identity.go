@@ -1,0 +1,238 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"weft.dev/weft/api/identityv1"
+	"weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/control/httpapi"
+	"weft.dev/weft/internal/control/identity"
+	"weft.dev/weft/internal/mtls"
+)
+
+// newCA returns the CA of cfg: cfg.Issuer, or, when nil, a trust anchor
+// and issuer generated in memory (valid for a year; nothing is written).
+func newCA(cfg Config) (*identity.CA, error) {
+	td := cfg.TrustDomain
+	if td == "" {
+		td = config.DefaultTrustDomain
+	}
+	is := cfg.Issuer
+	if is == nil {
+		anchor, cert, key, err := identity.GenerateRoots(td, 0)
+		if err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+		if is, err = identity.LoadIssuer(anchor, cert, key); err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+	}
+	ca, err := identity.NewCA(is, identity.CAConfig{TrustDomain: td, DefaultLifetime: cfg.CertLifetime})
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	return ca, nil
+}
+
+// CA returns the controller's certificate authority.
+func (c *Controller) CA() *identity.CA { return c.ca }
+
+// Tokens returns the join tokens proxies prove their identity with.
+func (c *Controller) Tokens() *identity.JoinTokens { return c.tokens }
+
+// TrustAnchorsPEM returns the trust anchors proxies need (--trust-anchors).
+func (c *Controller) TrustAnchorsPEM() []byte { return c.ca.Bundle().PEM() }
+
+// IssueToken issues a join token for the workload with service account sa
+// in namespace ns (empty: "default"), to give to its proxies
+// (--token-file).
+func (c *Controller) IssueToken(ns, sa string) (string, error) {
+	if ns == "" {
+		ns = config.DefaultNamespace
+	}
+	return c.tokens.Issue(identity.Identity{TrustDomain: c.ca.TrustDomain(), Namespace: ns, ServiceAccount: sa})
+}
+
+// serverOptions are the gRPC server's TLS credentials and the interceptor
+// that authenticates proxies on the mesh API.
+func (c *Controller) serverOptions() []grpc.ServerOption {
+	tlsCfg := mtls.ControlServerConfig(c.ca.ServingCerts(c.cfg.ServingDNS, nil), c.ca.Bundle())
+	return []grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.ChainStreamInterceptor(c.authorizeStream),
+	}
+}
+
+// registerIdentity adds the Identity API, recording what it issues.
+func (c *Controller) registerIdentity(g *grpc.Server) {
+	identityv1.RegisterIdentityServer(g, &issuedRecorder{
+		Server: identity.NewServer(c.ca, c.tokens, c.log),
+		leaves: c.leaves,
+	})
+}
+
+// authorizeStream lets only certified proxies use the mesh API, and a
+// proxy watch only its own workload's inbound configuration: a stolen or
+// misconfigured proxy must not learn another workload's policy.
+func (c *Controller) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	service, _, _ := strings.Cut(strings.TrimPrefix(info.FullMethod, "/"), "/")
+	if service != meshv1.Destinations_ServiceDesc.ServiceName && service != meshv1.Inbound_ServiceDesc.ServiceName {
+		return handler(srv, ss)
+	}
+	peer, err := identity.PeerID(ss.Context())
+	if err != nil {
+		return status.Errorf(codes.Unauthenticated,
+			"the mesh API needs the proxy's certificate (%v); a proxy gets one from Identity.Certify with its join token first", err)
+	}
+	return handler(srv, &authorizedStream{ServerStream: ss, c: c, peer: peer})
+}
+
+// authorizedStream checks the request of an Inbound.Watch against the
+// caller's identity as it is received.
+type authorizedStream struct {
+	grpc.ServerStream
+	c    *Controller
+	peer string
+}
+
+func (s *authorizedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	req, ok := m.(*meshv1.InboundRequest)
+	if !ok {
+		return nil
+	}
+	want := s.c.workloadID(req.GetProxy())
+	if want != s.peer {
+		s.c.log.Warn("inbound configuration refused: identity mismatch", "proxy", req.GetProxy().GetId(), "certificate", s.peer, "workload", want)
+		return status.Errorf(codes.PermissionDenied,
+			"proxy %s presents identity %s but asks for the inbound configuration of %s; a proxy may only watch its own workload (check --service, --namespace and its join token)",
+			req.GetProxy().GetId(), s.peer, want)
+	}
+	return nil
+}
+
+// workloadID is the SPIFFE ID of the workload a proxy describes: the
+// registered proxy's service, else the workload it names. In local mode
+// the service account is the service name.
+func (c *Controller) workloadID(info *meshv1.ProxyInfo) string {
+	svc, ns := info.GetWorkload(), info.GetNamespace()
+	if p := c.cfg.Store.Snapshot().Proxies[info.GetId()]; p != nil {
+		svc, ns = p.Service, p.Namespace
+	}
+	if ns == "" {
+		ns = config.DefaultNamespace
+	}
+	return config.SpiffeID(c.ca.TrustDomain(), ns, svc)
+}
+
+// issuedRecorder is the Identity API, remembering the last certificate
+// issued to each proxy for the HTTP API.
+type issuedRecorder struct {
+	*identity.Server
+	leaves *leafLog
+}
+
+func (r *issuedRecorder) Certify(ctx context.Context, req *identityv1.CertifyRequest) (*identityv1.CertifyResponse, error) {
+	resp, err := r.Server.Certify(ctx, req)
+	if err == nil && req.GetProxyId() != "" {
+		r.leaves.record(req.GetProxyId(), time.Unix(resp.GetNotAfterUnix(), 0))
+	}
+	return resp, err
+}
+
+// leafLog is the expiry of the newest certificate issued per proxy.
+type leafLog struct {
+	// mu guards byProxy.
+	mu      sync.Mutex
+	byProxy map[string]leafRecord
+}
+
+type leafRecord struct {
+	notAfter, issued time.Time
+}
+
+// maxLeafRecords bounds the log against proxies that come and go.
+const maxLeafRecords = 10000
+
+func (l *leafLog) record(proxy string, notAfter time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byProxy == nil || len(l.byProxy) >= maxLeafRecords {
+		l.byProxy = map[string]leafRecord{}
+	}
+	l.byProxy[proxy] = leafRecord{notAfter: notAfter, issued: time.Now()}
+}
+
+func (l *leafLog) get(proxy string) (leafRecord, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.byProxy[proxy]
+	return r, ok
+}
+
+// identityStatus implements httpapi.IdentityStatus.
+type identityStatus struct {
+	c *Controller
+}
+
+func (s identityStatus) IdentityStatus() httpapi.IdentityResponse {
+	c := s.c
+	resp := httpapi.IdentityResponse{TrustDomain: c.ca.TrustDomain(), Anchors: []httpapi.CertInfo{}, Workloads: []httpapi.WorkloadIdentity{}}
+	for _, st := range c.ca.Status() {
+		ci := httpapi.CertInfo{Subject: st.Subject, NotAfter: st.NotAfter}
+		if st.Role == "issuer" {
+			resp.Issuer = ci
+		} else {
+			resp.Anchors = append(resp.Anchors, ci)
+		}
+	}
+	snap := c.cfg.Store.Snapshot()
+	byID := map[string]*httpapi.WorkloadIdentity{}
+	add := func(svc, ns string) *httpapi.WorkloadIdentity {
+		if ns == "" {
+			ns = config.DefaultNamespace
+		}
+		id := config.SpiffeID(c.ca.TrustDomain(), ns, svc)
+		w := byID[id]
+		if w == nil {
+			w = &httpapi.WorkloadIdentity{Service: svc, Namespace: ns, Identity: id, Proxies: []httpapi.ProxyLeaf{}}
+			byID[id] = w
+		}
+		return w
+	}
+	for _, svc := range snap.Services {
+		for _, ep := range svc.Endpoints {
+			if ep.Meshed && ep.Identity != "" {
+				add(svc.Name, svc.Namespace)
+			}
+		}
+	}
+	for _, p := range snap.Proxies {
+		w := add(p.Service, p.Namespace)
+		pl := httpapi.ProxyLeaf{ID: p.ID}
+		if r, ok := c.leaves.get(p.ID); ok {
+			na, is := r.notAfter, r.issued
+			pl.CertNotAfter, pl.IssuedAt = &na, &is
+		}
+		w.Proxies = append(w.Proxies, pl)
+	}
+	for _, w := range byID {
+		slices.SortFunc(w.Proxies, func(a, b httpapi.ProxyLeaf) int { return strings.Compare(a.ID, b.ID) })
+		resp.Workloads = append(resp.Workloads, *w)
+	}
+	slices.SortFunc(resp.Workloads, func(a, b httpapi.WorkloadIdentity) int { return strings.Compare(a.Identity, b.Identity) })
+	return resp
+}
