@@ -57,7 +57,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func parseFlags(args []string, stderr io.Writer) (sidecar.Config, error) {
 	var cfg sidecar.Config
 	var inbound, outbound listFlag
-	var logLevel, logFormat string
+	var logLevel, logFormat, anchorsFile string
 	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.ID, "id", "", "unique id of this proxy, e.g. web-0 (required)")
@@ -68,6 +68,10 @@ func parseFlags(args []string, stderr io.Writer) (sidecar.Config, error) {
 	fs.StringVar(&cfg.Admin, "admin", sidecar.DefaultAdmin, "admin server address host:port (/metrics, /live, /ready, /status)")
 	fs.Var(&inbound, "inbound", "LISTEN=APP[/PROTO]: forward LISTEN to the application at APP (repeatable), e.g. 127.0.0.1:14001=127.0.0.1:14000/grpc")
 	fs.Var(&outbound, "outbound", "LISTEN=AUTHORITY[/PROTO]: forward LISTEN to a service (repeatable), e.g. 127.0.0.1:15001=api")
+	fs.StringVar(&anchorsFile, "trust-anchors", "", "PEM file of the mesh's trust anchors; the controller and peer proxies are verified against it (required)")
+	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding this workload's join token, its proof of identity to the controller (required)")
+	fs.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "trust domain of the mesh's SPIFFE IDs")
+	fs.StringVar(&cfg.ServiceAccount, "service-account", "", "service account of the workload (default: --service); the certificate names spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT")
 	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", detect.DefaultTimeout, "how long to wait for a client's first bytes before treating it as opaque TCP")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long requests in flight may take to finish on shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -91,6 +95,13 @@ func parseFlags(args []string, stderr io.Writer) (sidecar.Config, error) {
 			return cfg, fmt.Errorf("--outbound %w", err)
 		}
 		cfg.Outbound = append(cfg.Outbound, spec)
+	}
+	if anchorsFile != "" {
+		pem, err := os.ReadFile(anchorsFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--trust-anchors: %w", err)
+		}
+		cfg.TrustAnchors = pem
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	meshv1 "weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/control/identity/identitytest"
 	"weft.dev/weft/internal/proxy/discovery/discoverytest"
 )
 
@@ -42,6 +44,9 @@ func TestBadFlagsExit2(t *testing.T) {
 		want string
 	}{
 		{"nothing", nil, "--id is required"},
+		{"no trust anchors", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1"}, "--trust-anchors is required"},
+		{"no token", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1"}, "--token-file is required"},
+		{"missing anchors file", []string{"--trust-anchors", "/nonexistent/anchors.pem"}, "--trust-anchors: open /nonexistent/anchors.pem"},
 		{"no controller", []string{"--id", "web-0", "--service", "web"}, "--controller is required"},
 		{"bad inbound", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1", "--inbound", "nonsense"}, "want LISTEN=APP[/PROTO]"},
 		{"bad protocol", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1", "--outbound", "127.0.0.1:0=api/smtp"}, `unknown protocol "smtp"`},
@@ -77,12 +82,22 @@ func freePort(t *testing.T) string {
 // HTTP application; then SIGTERM drains it and it exits 0.
 func TestServeAndSIGTERM(t *testing.T) {
 	bin := build(t)
+	pki := identitytest.New(t, 0)
 	ctl := discoverytest.New()
+	ctl.Serve(pki.Register, pki.ServerOption())
 	ctlAddr, err := ctl.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ctl.Stop()
+	dir := t.TempDir()
+	anchors, token := filepath.Join(dir, "anchors.pem"), filepath.Join(dir, "token")
+	if err := os.WriteFile(anchors, pki.AnchorPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(token, []byte(pki.Token(t, "api")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	appLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,10 +112,11 @@ func TestServeAndSIGTERM(t *testing.T) {
 	admin, in, out := freePort(t), freePort(t), freePort(t)
 	ctl.SetInbound("api-0", &meshv1.InboundSnapshot{Version: 1, Known: true, Service: "api.default"})
 	ctl.SetDestination("api", &meshv1.DestinationSnapshot{Authority: "api", Version: 1, Exists: true, Service: "api.default",
-		Backends: []*meshv1.Backend{{Service: "api.default", Weight: 1, Endpoints: []*meshv1.Endpoint{{Address: in, Meshed: true}}}}})
+		Backends: []*meshv1.Backend{{Service: "api.default", Weight: 1, Endpoints: []*meshv1.Endpoint{{Address: in, Meshed: true, Identity: identitytest.ID("api")}}}}})
 
 	cmd := exec.Command(bin, "--id", "api-0", "--service", "api", "--controller", ctlAddr, "--admin", admin,
-		"--inbound", in+"="+appLn.Addr().String(), "--outbound", out+"=api", "--log-format", "json")
+		"--inbound", in+"="+appLn.Addr().String(), "--outbound", out+"=api", "--log-format", "json",
+		"--trust-anchors", anchors, "--token-file", token)
 	var logs strings.Builder
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

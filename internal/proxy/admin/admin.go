@@ -24,6 +24,12 @@ type Status struct {
 	Ready          bool                         `json:"ready"`
 	InboundVersion uint64                       `json:"inbound_version"`
 	Destinations   map[string]DestinationStatus `json:"destinations"`
+	// Identity is the SPIFFE ID of the proxy's certificate; empty before
+	// the first.
+	Identity string `json:"identity,omitempty"`
+	// CertNotAfter is the certificate's expiry (RFC 3339); nil before the
+	// first.
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 }
 
 // DestinationStatus is one destination in Status, keyed by its canonical

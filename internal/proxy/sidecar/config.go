@@ -34,9 +34,22 @@ type Config struct {
 	DetectTimeout time.Duration
 	// DrainTimeout bounds the graceful drain; default 10s.
 	DrainTimeout time.Duration
-	// Transport carries proxy-to-proxy connections; nil means the
-	// plaintext preamble (until mutual TLS replaces it).
+	// Transport carries proxy-to-proxy connections; nil means mutual TLS
+	// with the proxy's certificate (what weft-proxy always uses).
 	Transport transport.Transport
+	// TrustAnchors is the mesh's trust anchor bundle, PEM; required. The
+	// controller and every peer proxy are verified against it.
+	TrustAnchors []byte
+	// Token is the workload's proof of identity (a join token); TokenFile,
+	// if set instead, is read before every certificate request, so a
+	// rotated token is picked up. One of them is required.
+	Token     string
+	TokenFile string
+	// TrustDomain of the mesh; default "cluster.local".
+	TrustDomain string
+	// ServiceAccount the workload runs as; default Service. The proxy's
+	// certificate must name spiffe://<TrustDomain>/ns/<Namespace>/sa/<ServiceAccount>.
+	ServiceAccount string
 	// ConfigWait is how long an outbound request waits for its
 	// destination's first snapshot; default 5s.
 	ConfigWait time.Duration
@@ -129,6 +142,18 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Namespace == "" {
 		cfg.Namespace = config.DefaultNamespace
+	}
+	if cfg.TrustDomain == "" {
+		cfg.TrustDomain = config.DefaultTrustDomain
+	}
+	if cfg.ServiceAccount == "" {
+		cfg.ServiceAccount = cfg.Service
+	}
+	if len(cfg.TrustAnchors) == 0 {
+		errs = append(errs, errors.New("--trust-anchors is required: the mesh's trust anchor PEM file (weft up writes it to its state directory)"))
+	}
+	if cfg.Token == "" && cfg.TokenFile == "" {
+		errs = append(errs, errors.New("--token-file is required: the file holding this workload's join token (weft up writes one per proxy)"))
 	}
 	if cfg.Admin == "" {
 		cfg.Admin = DefaultAdmin

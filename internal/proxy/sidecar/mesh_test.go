@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	meshv1 "weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/control/identity/identitytest"
 	"weft.dev/weft/internal/proxy/discovery/discoverytest"
 	"weft.dev/weft/internal/proxy/sidecar"
 )
@@ -199,6 +200,11 @@ type proxy struct {
 func startProxy(t testing.TB, cfg sidecar.Config) *proxy {
 	t.Helper()
 	cfg.Admin = "127.0.0.1:0"
+	if v, ok := pkis.Load(cfg.Controller); ok && cfg.TrustAnchors == nil {
+		pki := v.(*identitytest.PKI)
+		cfg.TrustAnchors = pki.AnchorPEM
+		cfg.Token = pki.Token(t, cfg.Service)
+	}
 	cfg.DetectTimeout = 200 * time.Millisecond
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 20 * time.Second
@@ -281,12 +287,43 @@ func (p *proxy) waitDestination(t testing.TB, service string, version uint64, n 
 	}
 }
 
-func endpoints(meshed bool, addrs ...string) []*meshv1.Endpoint {
+// apiID is the identity of the "api" workload.
+var apiID = identitytest.ID("api")
+
+// endpoints are meshed endpoints of the workload with identity id, or
+// unmeshed ones when id is empty.
+func endpoints(id string, addrs ...string) []*meshv1.Endpoint {
 	var out []*meshv1.Endpoint
 	for _, a := range addrs {
-		out = append(out, &meshv1.Endpoint{Address: a, Meshed: meshed})
+		out = append(out, &meshv1.Endpoint{Address: a, Meshed: id != "", Identity: id})
 	}
 	return out
+}
+
+// pkis holds the CA behind each fake controller, by its address.
+var pkis sync.Map
+
+// newController returns a stopped fake controller that serves over TLS
+// with a CA of its own, as the real one does, and the Identity API.
+func newController(t testing.TB, lifetime time.Duration) (*discoverytest.Controller, *identitytest.PKI) {
+	t.Helper()
+	pki := identitytest.New(t, lifetime)
+	ctl := discoverytest.New()
+	ctl.Serve(pki.Register, pki.ServerOption())
+	return ctl, pki
+}
+
+// startController starts a controller of newController.
+func startController(t testing.TB, lifetime time.Duration) (*discoverytest.Controller, string) {
+	t.Helper()
+	ctl, pki := newController(t, lifetime)
+	addr, err := ctl.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkis.Store(addr, pki)
+	t.Cleanup(func() { ctl.Stop(); pkis.Delete(addr) })
+	return ctl, addr
 }
 
 func dest(authority, service string, version uint64, proto meshv1.Protocol, eps []*meshv1.Endpoint) *meshv1.DestinationSnapshot {
@@ -317,12 +354,9 @@ type mesh struct {
 
 func startMesh(t testing.TB, drain time.Duration) *mesh {
 	t.Helper()
-	m := &mesh{ctl: discoverytest.New(), out: map[string]string{}}
-	ctlAddr, err := m.ctl.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.ctl.Stop)
+	m := &mesh{out: map[string]string{}}
+	var ctlAddr string
+	m.ctl, ctlAddr = startController(t, 0)
 	m.app = startHTTPApp(t, "app-1")
 	m.app2 = startHTTPApp(t, "app-2")
 	m.grpcApp, m.health = startGRPCApp(t)
@@ -343,13 +377,13 @@ func startMesh(t testing.TB, drain time.Duration) *mesh {
 
 	m.ctl.SetInbound("api-0", &meshv1.InboundSnapshot{Version: 1, Known: true, Service: "api.default"})
 	m.ctl.SetInbound("web-0", &meshv1.InboundSnapshot{Version: 1, Known: true, Service: "web.default"})
-	m.ctl.SetDestination("api", dest("api", "api.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, endpoints(true, m.inHTTP)))
-	m.ctl.SetDestination("grpc-api", dest("grpc-api", "grpc-api.default", 1, meshv1.Protocol_GRPC, endpoints(true, m.inGRPC)))
-	m.ctl.SetDestination("echo", dest("echo", "echo.default", 1, meshv1.Protocol_TCP, endpoints(true, m.inTCP)))
-	m.ctl.SetDestination("echo-detect", dest("echo-detect", "echo-detect.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, endpoints(true, m.inTCP)))
+	m.ctl.SetDestination("api", dest("api", "api.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, endpoints(apiID, m.inHTTP)))
+	m.ctl.SetDestination("grpc-api", dest("grpc-api", "grpc-api.default", 1, meshv1.Protocol_GRPC, endpoints(apiID, m.inGRPC)))
+	m.ctl.SetDestination("echo", dest("echo", "echo.default", 1, meshv1.Protocol_TCP, endpoints(apiID, m.inTCP)))
+	m.ctl.SetDestination("echo-detect", dest("echo-detect", "echo-detect.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, endpoints(apiID, m.inTCP)))
 	m.ctl.SetDestination("empty", dest("empty", "empty.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, nil))
-	m.ctl.SetDestination("refused", dest("refused", "refused.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, endpoints(false, m.refused)))
-	m.ctl.SetDestination("direct", dest("direct", "direct.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, endpoints(false, m.app2.addr)))
+	m.ctl.SetDestination("refused", dest("refused", "refused.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, endpoints("", m.refused)))
+	m.ctl.SetDestination("direct", dest("direct", "direct.default", 1, meshv1.Protocol_PROTOCOL_UNSPECIFIED, endpoints("", m.app2.addr)))
 
 	authorities := []string{"api", "grpc-api", "echo", "echo-detect", "nope", "empty", "refused", "direct"}
 	var outs []sidecar.OutboundSpec
@@ -456,17 +490,17 @@ func TestHTTPThroughTwoProxies(t *testing.T) {
 		_, client := m.client.adminGet(t, "/metrics")
 		_, server := m.server.adminGet(t, "/metrics")
 		for _, want := range []string{
-			`weft_requests_total{direction="outbound",service="api.default"} 6`,
-			`weft_responses_total{classification="success",direction="outbound",service="api.default",status_code="200"} 6`,
-			`weft_responses_total{classification="failure",direction="outbound",service="nope.default",status_code="503"} 2`,
-			`weft_responses_total{classification="failure",direction="outbound",service="refused.default",status_code="502"} 2`,
-			`weft_response_latency_seconds_count{direction="outbound",service="api.default"} 6`,
+			`weft_requests_total{direction="outbound",service="api.default",tls="true"} 6`,
+			`weft_responses_total{classification="success",direction="outbound",service="api.default",status_code="200",tls="true"} 6`,
+			`weft_responses_total{classification="failure",direction="outbound",service="nope.default",status_code="503",tls="false"} 2`,
+			`weft_responses_total{classification="failure",direction="outbound",service="refused.default",status_code="502",tls="false"} 2`,
+			`weft_response_latency_seconds_count{direction="outbound",service="api.default",tls="true"} 6`,
 		} {
 			if !strings.Contains(client, want) {
 				t.Errorf("client metrics lack %s", want)
 			}
 		}
-		if want := `weft_requests_total{direction="inbound",service="api.default"} 6`; !strings.Contains(server, want) {
+		if want := `weft_requests_total{direction="inbound",service="api.default",tls="true"} 6`; !strings.Contains(server, want) {
 			t.Errorf("server metrics lack %s", want)
 		}
 	})
@@ -592,11 +626,11 @@ func TestGRPCThroughTwoProxies(t *testing.T) {
 	t.Run("metrics classify grpc-status", func(t *testing.T) {
 		_, client := m.client.adminGet(t, "/metrics")
 		// NOT_FOUND, and the Watch stream the client cancelled.
-		want := `weft_responses_total{classification="failure",direction="outbound",service="grpc-api.default",status_code="200"} 2`
+		want := `weft_responses_total{classification="failure",direction="outbound",service="grpc-api.default",status_code="200",tls="true"} 2`
 		if !strings.Contains(client, want) {
 			t.Errorf("client metrics lack %s:\n%s", want, grep(client, "grpc-api"))
 		}
-		want = `weft_responses_total{classification="success",direction="outbound",service="grpc-api.default",status_code="200"} 202`
+		want = `weft_responses_total{classification="success",direction="outbound",service="grpc-api.default",status_code="200",tls="true"} 202`
 		if !strings.Contains(client, want) {
 			t.Errorf("client metrics lack %s:\n%s", want, grep(client, "grpc-api"))
 		}
@@ -671,13 +705,13 @@ func TestTCPThroughTwoProxies(t *testing.T) {
 	t.Run("metrics", func(t *testing.T) {
 		_, client := m.client.adminGet(t, "/metrics")
 		for _, want := range []string{
-			`weft_tcp_open_total{direction="outbound",service="echo.default"} 2`,
-			`weft_tcp_close_total{direction="outbound",service="echo.default"} 2`,
-			`weft_tcp_read_bytes_total{direction="outbound",service="echo.default"} 1.048576e+06`,
-			`weft_tcp_write_bytes_total{direction="outbound",service="echo.default"} 1.048576e+06`,
-			`weft_tcp_open_connections{direction="outbound",service="echo.default"} 0`,
+			`weft_tcp_open_total{direction="outbound",service="echo.default",tls="true"} 2`,
+			`weft_tcp_close_total{direction="outbound",service="echo.default",tls="true"} 2`,
+			`weft_tcp_read_bytes_total{direction="outbound",service="echo.default",tls="true"} 1.048576e+06`,
+			`weft_tcp_write_bytes_total{direction="outbound",service="echo.default",tls="true"} 1.048576e+06`,
+			`weft_tcp_open_connections{direction="outbound",service="echo.default",tls="true"} 0`,
 			// Opaque connections are not requests.
-			`weft_requests_total{direction="outbound",service="echo.default"} 0`,
+			`weft_requests_total{direction="outbound",service="echo.default",tls="true"} 0`,
 		} {
 			if !strings.Contains(client, want) {
 				t.Errorf("client metrics lack %s", want)
@@ -796,7 +830,7 @@ func TestControllerGoneKeepsTraffic(t *testing.T) {
 		t.Fatalf("%d requests failed while the controller was gone (last: %s)", f, l.lastErr)
 	}
 	// A restarted controller with a new snapshot is applied.
-	m.ctl.SetDestination("api", dest("api", "api.default", 2, 0, endpoints(true, m.inHTTP, m.inHTTP2)))
+	m.ctl.SetDestination("api", dest("api", "api.default", 2, 0, endpoints(apiID, m.inHTTP, m.inHTTP2)))
 	if _, err := m.ctl.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -805,7 +839,7 @@ func TestControllerGoneKeepsTraffic(t *testing.T) {
 
 func TestRemovedEndpointGetsNoRequests(t *testing.T) {
 	m := startMesh(t, 0)
-	m.ctl.SetDestination("api", dest("api", "api.default", 2, 0, endpoints(true, m.inHTTP, m.inHTTP2)))
+	m.ctl.SetDestination("api", dest("api", "api.default", 2, 0, endpoints(apiID, m.inHTTP, m.inHTTP2)))
 	m.client.waitDestination(t, "api.default", 2, 2)
 	l := startLoad(t, "http://"+m.out["api"]+"/who", 4)
 	// Both endpoints serve.
@@ -816,7 +850,7 @@ func TestRemovedEndpointGetsNoRequests(t *testing.T) {
 		}
 		l.waitOK(t, 10)
 	}
-	m.ctl.SetDestination("api", dest("api", "api.default", 3, 0, endpoints(true, m.inHTTP)))
+	m.ctl.SetDestination("api", dest("api", "api.default", 3, 0, endpoints(apiID, m.inHTTP)))
 	m.client.waitDestination(t, "api.default", 3, 1)
 	// Requests routed before the update finish on the old endpoint.
 	l.waitEach(t)
@@ -893,12 +927,7 @@ func waitNotReady(t *testing.T, p *proxy) {
 // the application started itself (forwarded opaque, end to end), and a
 // server-first protocol whose client stays silent until greeted.
 func TestTLSAndServerFirst(t *testing.T) {
-	ctl := discoverytest.New()
-	ctlAddr, err := ctl.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ctl.Stop)
+	ctl, ctlAddr := startController(t, 0)
 
 	tlsApp := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "over tls")
@@ -936,8 +965,8 @@ func TestTLSAndServerFirst(t *testing.T) {
 	server := startProxy(t, sidecar.Config{ID: "mail-0", Service: "mail", Controller: ctlAddr,
 		Inbound: []sidecar.InboundSpec{{Listen: "127.0.0.1:0", App: gl.Addr().String()}}})
 	tlsAddr := strings.TrimPrefix(tlsApp.URL, "https://")
-	ctl.SetDestination("secure", dest("secure", "secure.default", 1, 0, endpoints(false, tlsAddr)))
-	ctl.SetDestination("mail", dest("mail", "mail.default", 1, 0, endpoints(true, server.InboundAddrs()[0])))
+	ctl.SetDestination("secure", dest("secure", "secure.default", 1, 0, endpoints("", tlsAddr)))
+	ctl.SetDestination("mail", dest("mail", "mail.default", 1, 0, endpoints(identitytest.ID("mail"), server.InboundAddrs()[0])))
 	client := startProxy(t, sidecar.Config{ID: "web-0", Service: "web", Controller: ctlAddr,
 		Outbound: []sidecar.OutboundSpec{{Listen: "127.0.0.1:0", Authority: "secure"}, {Listen: "127.0.0.1:0", Authority: "mail"}}})
 	client.waitDestination(t, "secure.default", 1, 1)
@@ -986,12 +1015,7 @@ func TestTLSAndServerFirst(t *testing.T) {
 // declares opaque is forwarded as TCP even though its traffic looks like
 // HTTP, other ports are detected.
 func TestInboundProtocols(t *testing.T) {
-	ctl := discoverytest.New()
-	ctlAddr, err := ctl.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ctl.Stop)
+	ctl, ctlAddr := startController(t, 0)
 	app := startHTTPApp(t, "app")
 	_, portStr, _ := net.SplitHostPort(app.addr)
 	var port uint32
@@ -1022,9 +1046,9 @@ func TestInboundProtocols(t *testing.T) {
 	}
 	_, metrics := p.adminGet(t, "/metrics")
 	for _, want := range []string{
-		`weft_tcp_open_total{direction="inbound",service="db.default"} 1`,
+		`weft_tcp_open_total{direction="inbound",service="db.default",tls="false"} 1`,
 		// The opaque port was not parsed as HTTP; the others were.
-		`weft_requests_total{direction="inbound",service="db.default"} 2`,
+		`weft_requests_total{direction="inbound",service="db.default",tls="false"} 2`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s:\n%s", want, grep(metrics, "db.default"))

@@ -1,6 +1,9 @@
 // Package sidecar assembles weft-proxy: the inbound servers in front of the
 // workload, the outbound servers for the destinations it calls, the
-// discovery client of the controller, metrics and the admin server. New
+// identity manager that keeps the workload's certificate, the discovery
+// client of the controller (mutual TLS once certified), metrics and the
+// admin server. The proxy is not ready, and refuses inbound connections,
+// until it holds a certificate. New
 // builds it from a typed Config without I/O; Run binds, serves, and on
 // cancellation drains gracefully.
 //
@@ -20,13 +23,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/mtls"
 	"weft.dev/weft/internal/proxy/admin"
 	"weft.dev/weft/internal/proxy/discovery"
+	"weft.dev/weft/internal/proxy/identity"
 	"weft.dev/weft/internal/proxy/inbound"
 	"weft.dev/weft/internal/proxy/metrics"
 	"weft.dev/weft/internal/proxy/outbound"
@@ -41,6 +45,7 @@ type Sidecar struct {
 	metrics *metrics.Registry
 	admin   *admin.Server
 	tr      transport.Transport
+	id      *identity.Manager
 
 	bound    chan struct{} // closed once every listener is bound
 	draining atomic.Bool
@@ -63,17 +68,37 @@ func New(cfg Config) (*Sidecar, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	bundle, err := mtls.ParseBundlePEM(cfg.TrustAnchors)
+	if err != nil {
+		return nil, fmt.Errorf("--trust-anchors: %w; give the mesh's trust anchor PEM file", err)
+	}
+	log = log.With("proxy", cfg.ID)
+	mgr, err := identity.New(identity.Config{
+		ControllerAddr: cfg.Controller,
+		TrustDomain:    cfg.TrustDomain,
+		Bundle:         bundle,
+		Token:          cfg.Token,
+		TokenFile:      cfg.TokenFile,
+		ProxyID:        cfg.ID,
+		ExpectedID:     config.SpiffeID(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount),
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	s := &Sidecar{
 		cfg:     cfg,
-		log:     log.With("proxy", cfg.ID),
+		log:     log,
 		service: string(config.ParseAuthority(cfg.Service, cfg.Namespace)),
 		metrics: metrics.New(),
 		tr:      cfg.Transport,
+		id:      mgr,
 		bound:   make(chan struct{}),
 	}
 	if s.tr == nil {
-		s.tr = &transport.Preamble{}
+		s.tr = transport.NewMTLS(mgr, mgr.Bundle())
 	}
+	s.metrics.RegisterIdentity(mgr)
 	s.admin = admin.New(admin.Config{
 		Metrics: s.metrics.Handler(),
 		Ready:   s.Ready,
@@ -121,6 +146,15 @@ func (s *Sidecar) Ready() (bool, string) {
 	if s.draining.Load() {
 		return false, "draining"
 	}
+	select {
+	case <-s.id.Ready():
+	default:
+		reason := "no certificate yet from the controller " + s.cfg.Controller
+		if n := s.id.Failures(); n > 0 {
+			reason += fmt.Sprintf(" (%d failed requests; see the proxy's log)", n)
+		}
+		return false, reason
+	}
 	d := s.disc.Load()
 	if d == nil {
 		return false, "not connected to the controller yet"
@@ -144,7 +178,11 @@ func (s *Sidecar) Ready() (bool, string) {
 // Status reports the proxy's state for /status.
 func (s *Sidecar) Status() admin.Status {
 	ready, _ := s.Ready()
-	st := admin.Status{ID: s.cfg.ID, Service: s.service, Ready: ready, Destinations: map[string]admin.DestinationStatus{}}
+	st := admin.Status{ID: s.cfg.ID, Service: s.service, Ready: ready, Destinations: map[string]admin.DestinationStatus{},
+		Identity: s.id.ID()}
+	if na := s.id.NotAfter(); !na.IsZero() {
+		st.CertNotAfter = &na
+	}
 	d := s.disc.Load()
 	if d == nil {
 		return st
@@ -169,8 +207,11 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Mutual TLS: the controller is verified against the trust anchors;
+	// discovery starts once the proxy holds its certificate, which every
+	// connection then presents.
 	conn, err := grpc.NewClient(s.cfg.Controller,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(s.id.ControlCredentials()),
 		// Notice a controller that vanished without closing its
 		// connections. gRPC servers refuse pings more frequent than every
 		// 5 minutes by default, hence the long interval.
@@ -193,9 +234,22 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBg()
 	var bg, servers sync.WaitGroup
-	errc := make(chan error, 2+len(inLns)+len(outLns))
-	bg.Add(2)
-	go func() { defer bg.Done(); disc.Run(bgCtx) }()
+	errc := make(chan error, 3+len(inLns)+len(outLns))
+	bg.Add(3)
+	go func() {
+		defer bg.Done()
+		if err := s.id.Run(bgCtx); err != nil {
+			errc <- fmt.Errorf("identity: %w", err)
+		}
+	}()
+	go func() {
+		defer bg.Done()
+		select {
+		case <-s.id.Ready():
+			disc.Run(bgCtx)
+		case <-bgCtx.Done():
+		}
+	}()
 	go func() {
 		defer bg.Done()
 		if err := s.admin.Serve(bgCtx, adminLn); err != nil {
@@ -205,7 +259,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	for i, ln := range inLns {
 		spec := s.cfg.Inbound[i]
 		srv := inbound.New(inbound.Config{
-			App: spec.App, Protocol: spec.Protocol, Declared: declared(disc, spec.App),
+			App: spec.App, Protocol: spec.Protocol, Declared: declared(disc, spec.App), Strict: strict(disc, spec.App),
 			Service: s.service, Transport: s.tr, Metrics: s.metrics,
 			DetectTimeout: s.cfg.DetectTimeout, DrainTimeout: s.cfg.DrainTimeout, Logger: s.log,
 			Authz: s.authzPolicy(disc, spec.App),
@@ -278,6 +332,21 @@ func declared(disc *discovery.Client, app string) func() config.Protocol {
 			}
 		}
 		return config.ProtocolDetect
+	}
+}
+
+// strict reports whether the controller sets tls_mode STRICT on the
+// application port of app, from the newest inbound snapshot.
+func strict(disc *discovery.Client, app string) func() bool {
+	_, portStr, _ := net.SplitHostPort(app)
+	port, _ := strconv.ParseUint(portStr, 10, 32)
+	return func() bool {
+		for _, p := range disc.Inbound().Load().GetPorts() {
+			if uint64(p.GetPort()) == port {
+				return p.GetPolicy().GetTlsMode() == meshv1.InboundPolicy_STRICT
+			}
+		}
+		return false
 	}
 }
 

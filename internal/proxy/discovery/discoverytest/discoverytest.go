@@ -30,6 +30,17 @@ type Controller struct {
 	addr     string
 	srv      *grpc.Server
 	done     chan struct{} // closed when Serve of srv returned
+	opts     []grpc.ServerOption
+	extra    func(*grpc.Server)
+}
+
+// Serve makes every later Start serve with opts (e.g. the controller's TLS
+// credentials) and register extra services (e.g. the Identity API) beside
+// the mesh API. Call it before Start.
+func (c *Controller) Serve(extra func(*grpc.Server), opts ...grpc.ServerOption) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts, c.extra = opts, extra
 }
 
 // New returns a stopped Controller.
@@ -59,7 +70,10 @@ func (c *Controller) Start() (string, error) {
 		return "", err
 	}
 	c.addr = ln.Addr().String()
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(c.opts...)
+	if c.extra != nil {
+		c.extra(srv)
+	}
 	meshv1.RegisterDestinationsServer(srv, c)
 	meshv1.RegisterInboundServer(srv, inboundServer{c: c})
 	done := make(chan struct{})
