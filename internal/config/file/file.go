@@ -40,6 +40,7 @@ var kinds = func() []kind {
 		ks = append(ks, kind{apiVersion: split.Group + "/" + v, kind: split.Kind, decode: decodeTrafficSplit})
 	}
 	ks = append(ks, kind{apiVersion: MeshAPIVersion, kind: MeshKind, decode: decodeMesh})
+	ks = append(ks, resilienceKinds()...)
 	ks = append(ks, gatewayKinds()...)
 	return ks
 }()

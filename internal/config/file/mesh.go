@@ -7,6 +7,7 @@ import (
 
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/control/split"
+	"weft.dev/weft/internal/proxy/authz"
 )
 
 // The Mesh document of local mode.
@@ -29,6 +30,10 @@ type Mesh struct {
 	// ingress proxy.
 	Expose    []Expose
 	Workloads []Workload
+	// DefaultInboundPolicy is the mesh-wide default inbound policy
+	// (spec.defaultInboundPolicy); "" leaves the controller's default
+	// (all-unauthenticated). Load turns it into an InboundPolicyDefault.
+	DefaultInboundPolicy string
 }
 
 // Expose is a host port reaching a service of the mesh.
@@ -107,8 +112,9 @@ func (m *Mesh) Services() []config.Service {
 }
 
 type meshSpec struct {
-	Expose    []meshExpose   `json:"expose"`
-	Workloads []meshWorkload `json:"workloads"`
+	Expose               []meshExpose   `json:"expose"`
+	Workloads            []meshWorkload `json:"workloads"`
+	DefaultInboundPolicy string         `json:"defaultInboundPolicy"`
 }
 
 type meshExpose struct {
@@ -142,7 +148,12 @@ func decodeMesh(obj map[string]any, raw []byte, _ string) (any, []error) {
 	}
 	md, _ := obj["metadata"].(map[string]any)
 	name, _ := md["name"].(string)
-	m := &Mesh{Name: name}
+	m := &Mesh{Name: name, DefaultInboundPolicy: spec.DefaultInboundPolicy}
+	if m.DefaultInboundPolicy != "" {
+		if _, err := authz.ParseDefault(m.DefaultInboundPolicy); err != nil {
+			errs = append(errs, fmt.Errorf("spec.defaultInboundPolicy: %w", err))
+		}
+	}
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}

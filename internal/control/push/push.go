@@ -270,6 +270,7 @@ func Destination(snap *config.Snapshot, key config.ServiceKey, authority string)
 	m.Exists = true
 	m.Protocol = Protocol(svc.Protocol)
 	m.Routes = Routes(snap, key)
+	applyPolicies(snap, key, m)
 	ts := findSplit(snap, key)
 	if ts == nil {
 		m.Backends = []*meshv1.Backend{backend(snap, key, 1)}
@@ -393,5 +394,6 @@ func Inbound(snap *config.Snapshot, info *meshv1.ProxyInfo) *meshv1.InboundSnaps
 	for _, port := range p.Ports {
 		m.Ports = append(m.Ports, &meshv1.InboundPort{Port: port.Port, Protocol: Protocol(port.Protocol)})
 	}
+	applyRateLimits(snap, config.Key(p.Service, p.Namespace), m)
 	return m
 }
