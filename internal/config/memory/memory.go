@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/control/policy"
 	"weft.dev/weft/internal/control/resilience"
 	"weft.dev/weft/internal/control/route"
 	"weft.dev/weft/internal/control/split"
@@ -343,6 +344,8 @@ func plan(snap *config.Snapshot, rs []config.Resource) ([]Change, error) {
 			errs = append(errs, checkRoute(snap, &r, spec)...)
 		case resilience.Policy:
 			errs = append(errs, resilience.Check(snap, rs, &r)...)
+		case *policy.Server, *policy.AuthorizationPolicy, *policy.InboundPolicyDefault:
+			errs = append(errs, checkPolicy(snap, rs, &r)...)
 		case nil:
 			errs = append(errs, fmt.Errorf("%s: the document has no decoded spec", id))
 		default:
