@@ -16,8 +16,10 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/proxy/authz"
 	"weft.dev/weft/internal/proxy/detect"
@@ -59,6 +61,10 @@ type Config struct {
 	// It is called per request and per opaque connection and must not
 	// block.
 	Authz func() *authz.Policy
+	// RateLimit, if not nil, returns the port's rate limit from the newest
+	// inbound snapshot (nil: none). It is called per request and must not
+	// block.
+	RateLimit func() *meshv1.RateLimit
 	// Metrics records traffic; required.
 	Metrics *metrics.Registry
 	// DetectTimeout bounds protocol detection; default 500ms.
@@ -77,6 +83,8 @@ type Server struct {
 	metrics *metrics.Service
 	http1   *http1.Server
 	h2      *h2.Server
+	// limit is the compiled rate limit in force (ratelimit.go).
+	limit atomic.Pointer[limiterBox]
 	// conns holds the connInfo of every connection served by h2, by its
 	// remote address (unique among live connections), for RouteHTTP2.
 	conns sync.Map
@@ -147,6 +155,9 @@ func (r connRouter) Route(req *http1.RequestHead) (http1.Route, error) {
 	if err := r.s.authorizeHTTP1(req, r.ci.peer, m); err != nil {
 		return http1.Route{}, err
 	}
+	if err := r.s.rateLimit(r.ci.peer, m); err != nil {
+		return http1.Route{}, err
+	}
 	return http1.Route{Upstream: r.s.app.HTTP1, Done: func(status int, err error) {
 		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
 	}}, nil
@@ -165,6 +176,9 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	start := time.Now()
 	m.Request()
 	if err := s.authorizeHTTP2(req, ci.peer, m); err != nil {
+		return h2.Target{}, err
+	}
+	if err := s.rateLimit(ci.peer, m); err != nil {
 		return h2.Target{}, err
 	}
 	return h2.Target{Transport: s.app.HTTP2, Addr: s.cfg.App, Done: func(res h2.Result) {

@@ -262,7 +262,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			App: spec.App, Protocol: spec.Protocol, Declared: declared(disc, spec.App), Strict: strict(disc, spec.App),
 			Service: s.service, Transport: s.tr, Metrics: s.metrics,
 			DetectTimeout: s.cfg.DetectTimeout, DrainTimeout: s.cfg.DrainTimeout, Logger: s.log,
-			Authz: s.authzPolicy(disc, spec.App),
+			Authz:     s.authzPolicy(disc, spec.App),
+			RateLimit: rateLimit(disc, spec.App),
 		})
 		servers.Add(1)
 		go func() {
@@ -347,6 +348,21 @@ func strict(disc *discovery.Client, app string) func() bool {
 			}
 		}
 		return false
+	}
+}
+
+// rateLimit returns the controller's rate limit of the application port
+// of app, from the newest inbound snapshot; nil when it sets none.
+func rateLimit(disc *discovery.Client, app string) func() *meshv1.RateLimit {
+	_, portStr, _ := net.SplitHostPort(app)
+	port, _ := strconv.ParseUint(portStr, 10, 32)
+	return func() *meshv1.RateLimit {
+		for _, p := range disc.Inbound().Load().GetPorts() {
+			if uint64(p.GetPort()) == port {
+				return p.GetRateLimit()
+			}
+		}
+		return nil
 	}
 }
 
