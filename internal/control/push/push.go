@@ -36,6 +36,9 @@ type Config struct {
 	Debounce time.Duration
 	// Logger; nil discards logs.
 	Logger *slog.Logger
+	// DefaultInboundPolicy is the mesh's default inbound policy where no
+	// InboundPolicyDefault or Server decides; zero is all-unauthenticated.
+	DefaultInboundPolicy meshv1.InboundPolicy_Default
 }
 
 // ProxySent is what one connected proxy was last sent.
@@ -54,11 +57,13 @@ type ProxySent struct {
 type Server struct {
 	meshv1.UnimplementedDestinationsServer
 
-	src      config.Source
-	debounce time.Duration
-	log      *slog.Logger
-	done     chan struct{}
-	stopOnce sync.Once
+	src config.Source
+	// defaultPolicy is Config.DefaultInboundPolicy.
+	defaultPolicy meshv1.InboundPolicy_Default
+	debounce      time.Duration
+	log           *slog.Logger
+	done          chan struct{}
+	stopOnce      sync.Once
 
 	// evaluated, when set (by tests), is called after a stream compared
 	// the snapshot of the given version with what it sent last.
@@ -92,11 +97,12 @@ func New(src config.Source, cfg Config) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{
-		src:      src,
-		debounce: cfg.Debounce,
-		log:      log.With("component", "push"),
-		done:     make(chan struct{}),
-		proxies:  map[string]*proxyState{},
+		src:           src,
+		debounce:      cfg.Debounce,
+		defaultPolicy: cfg.DefaultInboundPolicy,
+		log:           log.With("component", "push"),
+		done:          make(chan struct{}),
+		proxies:       map[string]*proxyState{},
 	}
 }
 
@@ -353,7 +359,9 @@ func (s inboundServer) Watch(req *meshv1.InboundRequest, stream grpc.ServerStrea
 	sent, end := s.track(info.GetId(), "")
 	defer end()
 	return watch(stream.Context(), s.Server,
-		func(snap *config.Snapshot) *meshv1.InboundSnapshot { return Inbound(snap, info) },
+		func(snap *config.Snapshot) *meshv1.InboundSnapshot {
+			return InboundWithDefault(snap, info, s.defaultPolicy)
+		},
 		func(m *meshv1.InboundSnapshot) *meshv1.InboundSnapshot {
 			c := proto.CloneOf(m)
 			c.Version = 0
@@ -370,8 +378,15 @@ func (s inboundServer) Watch(req *meshv1.InboundRequest, stream grpc.ServerStrea
 
 // Inbound computes the inbound snapshot of the proxy described by info:
 // the proxy with its ID, else the first (by ID) proxy of its workload and
-// namespace; known is false when there is none.
+// namespace; known is false when there is none. The mesh's default
+// inbound policy is all-unauthenticated.
 func Inbound(snap *config.Snapshot, info *meshv1.ProxyInfo) *meshv1.InboundSnapshot {
+	return InboundWithDefault(snap, info, meshv1.InboundPolicy_ALL_UNAUTHENTICATED)
+}
+
+// InboundWithDefault is Inbound with the mesh's default inbound policy
+// meshDefault (see PortPolicy).
+func InboundWithDefault(snap *config.Snapshot, info *meshv1.ProxyInfo, meshDefault meshv1.InboundPolicy_Default) *meshv1.InboundSnapshot {
 	m := &meshv1.InboundSnapshot{Version: snap.Version}
 	p := snap.Proxies[info.GetId()]
 	if p == nil && info.GetWorkload() != "" {
@@ -395,5 +410,6 @@ func Inbound(snap *config.Snapshot, info *meshv1.ProxyInfo) *meshv1.InboundSnaps
 		m.Ports = append(m.Ports, &meshv1.InboundPort{Port: port.Port, Protocol: Protocol(port.Protocol)})
 	}
 	applyRateLimits(snap, config.Key(p.Service, p.Namespace), m)
+	applyAuthz(snap, p, m, meshDefault)
 	return m
 }
