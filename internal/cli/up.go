@@ -19,6 +19,7 @@ type upFlags struct {
 	grpcAddr      string
 	readyTimeout  time.Duration
 	proxyLogLevel string
+	identity      local.IdentityFiles
 }
 
 func (e *env) upCmd() *cobra.Command {
@@ -46,7 +47,7 @@ exposed service. Without -f, the demo application of Weft's source tree runs.`,
 				MeshFile: f.file, StateDir: e.stateDir,
 				HTTPAddr: f.httpAddr, GRPCAddr: f.grpcAddr,
 				ReadyTimeout: f.readyTimeout, ProxyLogLevel: f.proxyLogLevel,
-				Out: e.stdout,
+				Identity: f.identity, Out: e.stdout,
 			})
 			if err != nil {
 				return err
@@ -61,6 +62,9 @@ exposed service. Without -f, the demo application of Weft's source tree runs.`,
 	fl.StringVar(&f.grpcAddr, "grpc-addr", local.DefaultGRPCAddr, "listen address of the controller's proxy API (gRPC)")
 	fl.DurationVar(&f.readyTimeout, "ready-timeout", local.DefaultReadyTimeout, "how long to wait for every workload and proxy to be ready")
 	fl.StringVar(&f.proxyLogLevel, "proxy-log-level", "", "log level of the proxies (debug, info, warn, error; default: the proxy's own)")
+	fl.StringVar(&f.identity.TrustAnchors, "identity-trust-anchors", "", "PEM file of the mesh's trust anchors (default: generated into the state directory)")
+	fl.StringVar(&f.identity.IssuerCert, "identity-issuer-cert", "", "PEM file of the issuer certificate, signed by a trust anchor (with --identity-trust-anchors)")
+	fl.StringVar(&f.identity.IssuerKey, "identity-issuer-key", "", "PEM file of the issuer's private key (with --identity-trust-anchors)")
 	return cmd
 }
 

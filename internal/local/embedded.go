@@ -7,6 +7,7 @@ import (
 
 	"weft.dev/weft/internal/config/memory"
 	"weft.dev/weft/internal/control/controller"
+	"weft.dev/weft/internal/control/identity"
 )
 
 // controlPlane is the embedded controller as `weft up` uses it.
@@ -22,11 +23,14 @@ type controlConfig struct {
 	Store                     *memory.Store
 	Logger                    *slog.Logger
 	ScrapeInterval            time.Duration
+	Issuer                    *identity.Issuer
+	Tokens                    *identity.JoinTokens
 }
 
 func newControlPlane(cfg controlConfig) (controlPlane, error) {
 	return controller.New(controller.Config{
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Token: cfg.Token,
 		Store: cfg.Store, Logger: cfg.Logger, ScrapeInterval: cfg.ScrapeInterval,
+		Issuer: cfg.Issuer, Tokens: cfg.Tokens,
 	})
 }

@@ -68,6 +68,9 @@ type planEnv struct {
 	// ControllerGRPC is the controller's gRPC address.
 	ControllerGRPC string
 	TrustDomain    string
+	// Identity gives every proxy its trust anchors and join token; nil
+	// passes no identity flags (plans built only to be inspected).
+	Identity *meshIdentity
 	// LogLevel of the proxies.
 	LogLevel string
 	// Environ is the environment children inherit (os.Environ()).
@@ -197,6 +200,9 @@ func buildPlan(m *Mesh, env planEnv) (*plan, error) {
 			"--controller", env.ControllerGRPC, "--admin", loopback(admin),
 			"--outbound", loopback(e.Port) + "=" + e.Service,
 		}
+		if args, err = withIdentity(args, env, id, ns, "ingress"); err != nil {
+			return nil, err
+		}
 		if env.LogLevel != "" {
 			args = append(args, "--log-level", env.LogLevel)
 		}
@@ -258,6 +264,9 @@ func planInstance(w *Workload, i int, dir string, keys []config.ServiceKey, clie
 	}
 	if w.Version != "" {
 		proxyArgs = append(proxyArgs, "--version", w.Version)
+	}
+	if proxyArgs, err = withIdentity(proxyArgs, env, id, ns, w.Name); err != nil {
+		return nil, err
 	}
 	in := loopback(inbound) + "=" + loopback(appPort)
 	if w.Protocol != config.ProtocolDetect {

@@ -53,6 +53,9 @@ type Options struct {
 	Logger *slog.Logger
 	// ProxyLogLevel is passed to every proxy; "" leaves their default.
 	ProxyLogLevel string
+	// Identity are the user's trust anchor and issuer; zero generates them
+	// into the state directory (identity/).
+	Identity IdentityFiles
 	// Timing of the supervisor; zero fields mean defaults.
 	Timing Timing
 }
@@ -150,10 +153,14 @@ func Up(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	mi, err := loadIdentity(o.StateDir, o.Identity, config.DefaultTrustDomain)
+	if err != nil {
+		return err
+	}
 	store := memory.New(config.DefaultTrustDomain)
 	ctrl, err := newControlPlane(controlConfig{
 		GRPCAddr: o.GRPCAddr, HTTPAddr: o.HTTPAddr, Token: token, Store: store,
-		Logger: log.With("component", "controller"),
+		Logger: log.With("component", "controller"), Issuer: mi.issuer, Tokens: mi.tokens,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded controller: %w", err)
@@ -190,7 +197,7 @@ func Up(ctx context.Context, o Options) (err error) {
 	ports := newFreePorts(reservedPorts(mesh)...)
 	p, err := buildPlan(mesh, planEnv{
 		ProxyBin: bins.Proxy, BinDir: bins.BinDir, LogDir: statedir.Logs(o.StateDir),
-		ControllerGRPC: ctrl.GRPCAddr(), TrustDomain: config.DefaultTrustDomain,
+		ControllerGRPC: ctrl.GRPCAddr(), TrustDomain: config.DefaultTrustDomain, Identity: mi,
 		LogLevel: o.ProxyLogLevel, Environ: os.Environ(), FreePort: ports.next,
 	})
 	if err != nil {
