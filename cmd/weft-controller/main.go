@@ -23,6 +23,7 @@ type options struct {
 	grpcAddr, httpAddr string
 	tokenFile          string
 	configFile         string
+	defaultInbound     string
 	logLevel           slog.Level
 }
 
@@ -32,6 +33,7 @@ func main() {
 	flag.StringVar(&o.httpAddr, "http-addr", controller.DefaultHTTPAddr, "listen address of the CLI's HTTP API")
 	flag.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token the HTTP API requires (required)")
 	flag.StringVar(&o.configFile, "config", "", "YAML file of documents applied at start; a Mesh document in it registers its services")
+	flag.StringVar(&o.defaultInbound, "default-inbound-policy", "all-unauthenticated", "the mesh's default inbound policy where no InboundPolicyDefault or Server decides: all-unauthenticated, all-authenticated, deny or audit")
 	flag.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -66,7 +68,8 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	c, err := controller.New(controller.Config{GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Token: token, Store: store, Logger: log})
+	c, err := controller.New(controller.Config{GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Token: token, Store: store, Logger: log,
+		DefaultInboundPolicy: o.defaultInbound})
 	if err != nil {
 		return err
 	}
