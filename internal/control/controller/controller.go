@@ -25,11 +25,13 @@ import (
 
 	"google.golang.org/grpc"
 
+	"weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/config/memory"
 	"weft.dev/weft/internal/control/httpapi"
 	"weft.dev/weft/internal/control/identity"
 	"weft.dev/weft/internal/control/push"
 	"weft.dev/weft/internal/control/viz"
+	"weft.dev/weft/internal/proxy/authz"
 )
 
 // Default listen addresses.
@@ -57,6 +59,10 @@ type Config struct {
 	Logger *slog.Logger
 	// ScrapeInterval between scrapes of the proxies' metrics; zero means 2s.
 	ScrapeInterval time.Duration
+	// DefaultInboundPolicy is the mesh's default inbound policy
+	// (all-unauthenticated, all-authenticated, deny or audit) where no
+	// InboundPolicyDefault or Server decides; "" is all-unauthenticated.
+	DefaultInboundPolicy string
 	// Issuer signs workload certificates (identity.LoadIssuer). Nil
 	// generates a trust anchor and an issuer in memory at New, valid for
 	// a year, which proxies then need from TrustAnchorsPEM.
@@ -117,6 +123,14 @@ func New(cfg Config) (*Controller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var defaultPolicy meshv1.InboundPolicy_Default
+	if cfg.DefaultInboundPolicy != "" {
+		d, err := authz.ParseDefault(cfg.DefaultInboundPolicy)
+		if err != nil {
+			return nil, fmt.Errorf("--default-inbound-policy: %w", err)
+		}
+		defaultPolicy = d
+	}
 	ca, err := newCA(cfg)
 	if err != nil {
 		return nil, err
@@ -127,7 +141,7 @@ func New(cfg Config) (*Controller, error) {
 	c := &Controller{
 		cfg:    cfg,
 		log:    log.With("component", "controller"),
-		push:   push.New(cfg.Store, push.Config{Logger: log}),
+		push:   push.New(cfg.Store, push.Config{Logger: log, DefaultInboundPolicy: defaultPolicy}),
 		ready:  make(chan struct{}),
 		ca:     ca,
 		tokens: cfg.Tokens,
