@@ -1,6 +1,7 @@
-// Command weft-controller runs Weft's control plane: the proxy API, the
-// CLI's HTTP API and the metrics scraper, over an in-memory configuration
-// optionally seeded from a file of documents.
+// Command weft-controller runs Weft's control plane: the proxy API and the
+// certificate authority (gRPC over TLS), the CLI's HTTP API and the metrics
+// scraper, over an in-memory configuration optionally seeded from a file of
+// documents.
 package main
 
 import (
@@ -11,12 +12,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"weft.dev/weft/internal/config/file"
 	"weft.dev/weft/internal/config/memory"
 	"weft.dev/weft/internal/control/controller"
+	"weft.dev/weft/internal/control/identity"
 )
 
 type options struct {
@@ -25,6 +29,11 @@ type options struct {
 	configFile         string
 	defaultInbound     string
 	logLevel           slog.Level
+
+	anchors, issuerCert, issuerKey string
+	trustDomain                    string
+	certLifetime                   time.Duration
+	anchorsOut, joinTokenDir       string
 }
 
 func main() {
@@ -35,6 +44,13 @@ func main() {
 	flag.StringVar(&o.configFile, "config", "", "YAML file of documents applied at start; a Mesh document in it registers its services")
 	flag.StringVar(&o.defaultInbound, "default-inbound-policy", "all-unauthenticated", "the mesh's default inbound policy where no InboundPolicyDefault or Server decides: all-unauthenticated, all-authenticated, deny or audit")
 	flag.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	flag.StringVar(&o.anchors, "identity-trust-anchors", "", "PEM file of the mesh's trust anchors (with --identity-issuer-cert and --identity-issuer-key; default: generated in memory)")
+	flag.StringVar(&o.issuerCert, "identity-issuer-cert", "", "PEM file of the issuer certificate that signs workload certificates")
+	flag.StringVar(&o.issuerKey, "identity-issuer-key", "", "PEM file of the issuer's private key")
+	flag.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "trust domain of the mesh's SPIFFE IDs")
+	flag.DurationVar(&o.certLifetime, "cert-lifetime", 24*time.Hour, "lifetime of workload certificates (renewed at 70%)")
+	flag.StringVar(&o.anchorsOut, "write-trust-anchors", "", "write the trust anchors proxies need (--trust-anchors) to this file")
+	flag.StringVar(&o.joinTokenDir, "join-token-dir", "", "directory of join tokens, one file SERVICE.NAMESPACE.token (0600) per service of --config, created if missing")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "weft-controller: unexpected arguments %q; see -help\n", flag.Args())
@@ -68,12 +84,70 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	var issuer *identity.Issuer
+	switch countSet(o.anchors, o.issuerCert, o.issuerKey) {
+	case 3:
+		if issuer, err = identity.LoadIssuerFiles(o.anchors, o.issuerCert, o.issuerKey); err != nil {
+			return fmt.Errorf("--identity-*: %w", err)
+		}
+	case 0:
+		log.Warn("no --identity-* files: trust anchor and issuer generated in memory; proxies need the anchors from --write-trust-anchors, new ones after every restart")
+	default:
+		return errors.New("give all of --identity-trust-anchors, --identity-issuer-cert and --identity-issuer-key, or none")
+	}
 	c, err := controller.New(controller.Config{GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Token: token, Store: store, Logger: log,
-		DefaultInboundPolicy: o.defaultInbound})
+		DefaultInboundPolicy: o.defaultInbound,
+		Issuer:               issuer, TrustDomain: o.trustDomain, CertLifetime: o.certLifetime})
 	if err != nil {
 		return err
 	}
+	if o.anchorsOut != "" {
+		if err := os.WriteFile(o.anchorsOut, c.TrustAnchorsPEM(), 0o644); err != nil {
+			return fmt.Errorf("--write-trust-anchors: %w", err)
+		}
+	}
+	if o.joinTokenDir != "" {
+		if err := joinTokens(c, store, o.joinTokenDir); err != nil {
+			return fmt.Errorf("--join-token-dir: %w", err)
+		}
+	}
 	return c.Run(ctx)
+}
+
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// joinTokens makes sure every service of the store has a join token file
+// in dir, and registers the tokens found there.
+func joinTokens(c *controller.Controller, store *memory.Store, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, svc := range store.Snapshot().Services {
+		id := identity.Identity{TrustDomain: c.CA().TrustDomain(), Namespace: svc.Namespace, ServiceAccount: svc.Name}
+		path := filepath.Join(dir, svc.Name+"."+svc.Namespace+".token")
+		if b, err := os.ReadFile(path); err == nil {
+			if err := c.Tokens().Register(strings.TrimSpace(string(b)), id); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			continue
+		}
+		tok, err := c.Tokens().Issue(id)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // seed registers the services of the file's Mesh (without endpoints) and
