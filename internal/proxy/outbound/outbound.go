@@ -356,7 +356,7 @@ func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
 		return http1.Route{}, err
 	}
 	m := s.metricsOf(st, u)
-	return s.routeHTTP1(st, u, nil, 0, func(status int, err error) {
+	return s.routeHTTP1(st, u, nil, http1.Route{}, func(status int, err error) {
 		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
 	}), nil
 }

@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -175,17 +176,42 @@ func contains(ss []string, s string) bool {
 }
 
 // routeHTTP1 is the HTTP/1.1 route of a request admitted by admit, whose
-// first endpoint u is picked. With a retry policy (the rule's, else the
-// default) failed attempts go again on other endpoints within the budget;
-// each attempt waits at most timeout (0: none) or the per-try timeout,
-// whichever is shorter. finish is called once, when the request ends.
-func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteRule, timeout time.Duration, finish func(status int, err error)) http1.Route {
+// first endpoint u is picked; tmpl gives every attempt its Edit and its
+// timeout: tmpl.Timeout (0: none) bounds the whole request, retries
+// included. With a retry policy (the rule's, else the default) failed
+// attempts go again on other endpoints within the budget, each waiting at
+// most the per-try timeout. finish is called once, when the request ends.
+func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteRule, tmpl http1.Route, finish func(status int, err error)) http1.Route {
 	p := st.pol
 	retry := p.of(rule).retry
+	begin := time.Now()
+	total := tmpl.Timeout
+	// timeout returns an attempt's timeout and the reason of its 504:
+	// the per-try timeout's ("upstream ... did not respond within"), or
+	// the request's when less of it is left.
+	timeout := func() (time.Duration, string) {
+		pt := retry.PerTryTimeout()
+		if total > 0 {
+			left := max(total-time.Since(begin), time.Millisecond)
+			if pt == 0 || left <= pt {
+				reason := tmpl.TimeoutReason
+				if reason == "" {
+					reason = fmt.Sprintf("request to %s timed out after %s", st.service, total)
+				}
+				return left, reason
+			}
+		}
+		return pt, ""
+	}
 	attempt := func(u *upstream.Upstream) http1.Route {
 		ep := u.Endpoint()
 		start := ep.Start()
-		return http1.Route{Upstream: u.HTTP1, Timeout: timeout, Done: func(status int, err error) {
+		r := tmpl
+		r.Upstream = u.HTTP1
+		if retry != nil {
+			r.Timeout, r.TimeoutReason = timeout()
+		}
+		r.Done = func(status int, err error) {
 			u.Release()
 			finishEndpoint(ep, start, err)
 			accrue(ep, status, err)
@@ -193,15 +219,13 @@ func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteR
 				p.gate.Leave()
 				finish(status, err)
 			}
-		}}
+		}
+		return r
 	}
 	if retry == nil {
 		return attempt(u)
 	}
 	p.budget.Deposit()
-	if pt := retry.PerTryTimeout(); pt > 0 && (timeout == 0 || pt < timeout) {
-		timeout = pt
-	}
 	first := attempt(u)
 	tried := []string{u.Addr()}
 	first.Retry = &http1.Retry{MaxBodyBytes: retry.MaxBodyBytes(), Again: func(n int, a http1.Attempt) (http1.Route, bool) {
@@ -209,11 +233,15 @@ func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteR
 		if !retry.ShouldRetry(n, o) {
 			return http1.Route{}, false
 		}
+		wait := retry.Backoff(n)
+		if total > 0 && time.Since(begin)+wait >= total {
+			return http1.Route{}, false // the request's time is up
+		}
 		if !p.budget.Withdraw() {
 			p.counters.BudgetExhausted()
 			return http1.Route{}, false
 		}
-		time.Sleep(retry.Backoff(n))
+		time.Sleep(wait)
 		nu, err := s.pickOther(tried)
 		if err != nil {
 			return http1.Route{}, false

@@ -457,3 +457,55 @@ func TestP2CAvoidsSlowEndpoint(t *testing.T) {
 		t.Errorf("slow endpoint got %.1f%% of requests, want clearly less than round robin's 50%%", 100*share)
 	}
 }
+
+func TestRouteRequestTimeoutBoundsRetries(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	b := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	snap := snapshot(1, endpoints(b)...)
+	snap.Routes = []*meshv1.RouteRule{{
+		Route: "HTTPRoute/demo/api", RequestTimeoutMs: 300,
+		Retry: &meshv1.RetryPolicy{MaxAttempts: 10, PerTryTimeoutMs: 100, Retryable: true, OnStatus: []uint32{504}, BackoffBaseMs: 1},
+	}}
+	addr, _, _ := startOutbound(t, snap, balance.Config{})
+	res := load(t, addr, 1, 1, get("/"))
+	if res[0].status != 504 || !strings.Contains(res[0].reason, "300ms") {
+		t.Fatalf("got %d %q, want 504 naming the request timeout of 300ms", res[0].status, res[0].reason)
+	}
+	// Each try lasts its 100ms at least, and the whole request 300ms.
+	if got := b.attempts.Load(); got < 1 || got > 3 {
+		t.Errorf("%d attempts, want 1 to 3 within the request timeout", got)
+	}
+	t.Logf("%d attempts, reason %q", b.attempts.Load(), res[0].reason)
+}
+
+func TestRouteRuleFault(t *testing.T) {
+	a := startBackend(t, func(w http.ResponseWriter, r *http.Request) {})
+	snap := snapshot(1, endpoints(a)...)
+	snap.Routes = []*meshv1.RouteRule{{
+		Route:   "HTTPRoute/demo/api",
+		Matches: []*meshv1.RouteMatch{{Path: &meshv1.PathMatch{Type: meshv1.PathMatch_PREFIX, Value: "/broken"}}},
+		Fault:   &meshv1.FaultInjection{AbortPercent: 100, AbortHttpStatus: 418, Name: "FaultInjection/demo/teapot"},
+	}, {Route: "HTTPRoute/demo/api", Rule: 1}}
+	addr, _, _ := startOutbound(t, snap, balance.Config{})
+	tests := []struct {
+		path       string
+		wantStatus int
+	}{
+		{"/broken/x", 418},
+		{"/fine", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			res := load(t, addr, 1, 1, get(tt.path))
+			if res[0].status != tt.wantStatus {
+				t.Errorf("got %d %q, want %d", res[0].status, res[0].reason, tt.wantStatus)
+			}
+		})
+	}
+}

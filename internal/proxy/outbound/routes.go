@@ -124,7 +124,11 @@ func (s *Server) routeRuleHTTP1(req *http1.RequestHead, rule *route.Rule) (http1
 		st.metrics.Response(status, false, 0)
 		return http1.Route{Answer: &http1.Answer{Status: status, Header: []http1.HeaderField{{Name: "Location", Value: loc}}}}, nil
 	}
+	start := time.Now()
 	st, u, err := s.pickWith(true, s.rulePicker(s.state.Load(), rule))
+	if err == nil {
+		err = s.admit(st, u, rule.Proto, req.Path())
+	}
 	if err != nil {
 		s.countRefused(st, err)
 		return http1.Route{}, err
@@ -141,20 +145,11 @@ func (s *Server) routeRuleHTTP1(req *http1.RequestHead, rule *route.Rule) (http1
 	if rule.Mirror != nil && req.ContentLength() == 0 && req.Method() != "CONNECT" {
 		s.mirrorHTTP1(st, rule, req, edit)
 	}
-	ep := u.Endpoint()
-	start := ep.Start()
 	m := s.metricsOf(st, u)
-	return http1.Route{
-		Upstream:      u.HTTP1,
-		Timeout:       rule.RequestTimeout,
-		TimeoutReason: rule.TimeoutReason,
-		Edit:          edit,
-		Done: func(status int, err error) {
-			u.Release()
-			d := finish(ep, start, err)
-			m.Response(status, err != nil || status == 0 || status >= 500, d)
-		},
-	}, nil
+	tmpl := http1.Route{Timeout: rule.RequestTimeout, TimeoutReason: rule.TimeoutReason, Edit: edit}
+	return s.routeHTTP1(st, u, rule.Proto, tmpl, func(status int, err error) {
+		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
+	}), nil
 }
 
 func rawQuery(target string) string {
@@ -179,6 +174,9 @@ func (s *Server) routeRuleHTTP2(req *http.Request, rule *route.Rule) (h2.Target,
 		}}, nil
 	}
 	st, u, err := s.pickWith(true, s.rulePicker(s.state.Load(), rule))
+	if err == nil {
+		err = s.admit(st, u, rule.Proto, req.URL.Path)
+	}
 	if err != nil {
 		s.countRefused(st, err)
 		return h2.Target{}, err
@@ -206,7 +204,9 @@ func (s *Server) routeRuleHTTP2(req *http.Request, rule *route.Rule) (h2.Target,
 	m := s.metricsOf(st, u)
 	return h2.Target{Transport: rt, Addr: u.Addr(), Done: func(res h2.Result) {
 		u.Release()
+		st.pol.gate.Leave()
 		d := finish(ep, start, res.Err)
+		accrueH2(ep, res)
 		m.Response(res.Status, res.Failure(), d)
 	}}, nil
 }
