@@ -65,6 +65,9 @@ type checker struct {
 	// apart, before it counts as failed: a push may be in flight.
 	retries    int
 	retryDelay time.Duration
+	// clock returns the time certificates are checked at; nil means
+	// time.Now.
+	clock func() time.Time
 }
 
 type printer struct {
@@ -130,7 +133,81 @@ func (c *checker) run(ctx context.Context, w io.Writer) bool {
 	p.result("every proxy is ready", c.retry(ctx, c.proxiesReady))
 	p.result("every proxy runs the latest configuration", c.retry(ctx, c.proxiesCurrent))
 	p.result("every service has ready endpoints", c.retry(ctx, c.servicesReady))
+
+	id, err := c.api.Identity(ctx)
+	var apiErr *ctlapi.APIError
+	if errors.As(err, &apiErr) && (apiErr.Status == http.StatusServiceUnavailable || apiErr.Status == http.StatusNotFound) {
+		return !p.failed // no certificate authority to check
+	}
+	p.heading("weft-identity")
+	if err != nil {
+		p.result("controller reports its certificate authority", []string{err.Error()})
+		return false
+	}
+	p.result("trust anchors are valid for at least 30 more days", c.expiring("anchor", id.Anchors))
+	p.result("issuer certificate is valid for at least 30 more days", c.expiring("issuer", []ctlapi.CertInfo{id.Issuer}))
+	p.result("every proxy holds a valid workload certificate", c.retry(ctx, func(ctx context.Context, st *ctlapi.Status) []string {
+		id, err := c.api.Identity(ctx)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		return c.proxyCerts(st, id)
+	}))
 	return !p.failed
+}
+
+// expiryWarning is how long before expiry `weft check` fails on a CA
+// certificate.
+const expiryWarning = 30 * 24 * time.Hour
+
+func (c *checker) now() time.Time {
+	if c.clock != nil {
+		return c.clock()
+	}
+	return time.Now()
+}
+
+// expiring lists the certificates that expired or expire within
+// expiryWarning.
+func (c *checker) expiring(role string, certs []ctlapi.CertInfo) []string {
+	now := c.now()
+	var problems []string
+	for _, ci := range certs {
+		left := ci.NotAfter.Sub(now)
+		switch {
+		case left <= 0:
+			problems = append(problems, fmt.Sprintf("%s %q expired on %s", role, ci.Subject, ci.NotAfter.UTC().Format(time.DateOnly)))
+		case left < expiryWarning:
+			problems = append(problems, fmt.Sprintf("%s %q expires on %s, in %d days", role, ci.Subject, ci.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24)))
+		}
+	}
+	if len(problems) > 0 {
+		problems = append(problems, "new roots: stop weft up, remove "+filepath.Join(filepath.Dir(c.logDir), "identity")+" (or give new --identity-* files), start it again")
+	}
+	return problems
+}
+
+// proxyCerts lists the proxies without a current workload certificate.
+func (c *checker) proxyCerts(st *ctlapi.Status, id *ctlapi.Identity) []string {
+	leaves := map[string]ctlapi.ProxyLeaf{}
+	for _, w := range id.Workloads {
+		for _, l := range w.Proxies {
+			leaves[l.ID] = l
+		}
+	}
+	now := c.now()
+	var problems []string
+	for _, p := range st.Proxies {
+		l, ok := leaves[p.ID]
+		switch {
+		case !ok || l.CertNotAfter == nil:
+			problems = append(problems, fmt.Sprintf("%s: no certificate issued since the controller started; %s", p.ID, c.logHint(p.ID)))
+		case !l.CertNotAfter.After(now):
+			problems = append(problems, fmt.Sprintf("%s: certificate expired at %s and was not renewed; %s", p.ID, l.CertNotAfter.UTC().Format(time.RFC3339), c.logHint(p.ID)))
+		}
+	}
+	slices.Sort(problems)
+	return problems
 }
 
 // retry runs check until it finds no problem or the retries are used up.

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"weft.dev/weft/internal/cli/ctlapi"
 	"weft.dev/weft/internal/local/statedir"
 )
 
@@ -35,6 +37,7 @@ type fakeController struct {
 	status    string // JSON of /api/v1/status
 	stat      string // JSON of /api/v1/stat
 	resources string // JSON of /api/v1/resources
+	identity  string // JSON of /api/v1/identity; "" answers 503
 	// applyStatus and applyBody answer POST /api/v1/apply.
 	applyStatus int
 	applyBody   string
@@ -61,6 +64,13 @@ func (f *fakeController) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, f.status)
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/stat":
 		fmt.Fprint(w, f.stat)
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/identity":
+		if f.identity == "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"error":"this controller runs no certificate authority"}`)
+			return
+		}
+		fmt.Fprint(w, f.identity)
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/resources":
 		fmt.Fprint(w, f.resources)
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/apply":
@@ -245,17 +255,28 @@ func TestCheck(t *testing.T) {
 		proxy("web-3", goneAddr, false),
 	}, ",") + `],"services":[{"name":"web","namespace":"default","endpoints":4,"ready":3},{"name":"api","namespace":"default","endpoints":1,"ready":0}]}`
 
+	goodIdentity := `{"trust_domain":"cluster.local","anchors":[{"subject":"CN=weft trust anchor cluster.local","not_after":"2099-01-01T00:00:00Z"}],
+		"issuer":{"subject":"CN=weft issuer cluster.local","not_after":"2098-01-01T00:00:00Z"},
+		"workloads":[{"service":"web","namespace":"default","identity":"spiffe://cluster.local/ns/default/sa/web","proxies":[{"id":"web-0","cert_not_after":"2097-01-01T00:00:00Z"}]},
+		 {"service":"api","namespace":"default","identity":"spiffe://cluster.local/ns/default/sa/api","proxies":[{"id":"api-v1-0","cert_not_after":"2097-01-01T00:00:00Z"}]}]}`
+	badIdentity := `{"trust_domain":"cluster.local","anchors":[{"subject":"CN=weft trust anchor cluster.local","not_after":"2099-01-01T00:00:00Z"}],
+		"issuer":{"subject":"CN=weft issuer cluster.local","not_after":"2020-01-01T00:00:00Z"},
+		"workloads":[{"service":"web","namespace":"default","identity":"spiffe://cluster.local/ns/default/sa/web","proxies":[{"id":"web-0","cert_not_after":"2021-01-01T00:00:00Z"}]},
+		 {"service":"api","namespace":"default","identity":"spiffe://cluster.local/ns/default/sa/api","proxies":[{"id":"api-v1-0"}]}]}`
+
 	tests := []struct {
-		name, golden, status, token string
-		wantCode                    int
+		name, golden, status, identity, token string
+		wantCode                              int
 	}{
-		{"healthy", "check_ok.golden", healthy, testToken, 0},
-		{"broken proxies", "check_fail.golden", broken, testToken, 1},
-		{"wrong token", "check_token.golden", healthy, "other-token", 1},
+		{"healthy", "check_ok.golden", healthy, "", testToken, 0},
+		{"broken proxies", "check_fail.golden", broken, "", testToken, 1},
+		{"wrong token", "check_token.golden", healthy, "", "other-token", 1},
+		{"healthy identity", "check_identity_ok.golden", healthy, goodIdentity, testToken, 0},
+		{"expired certificates", "check_identity_fail.golden", healthy, badIdentity, testToken, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(&fakeController{status: tt.status})
+			srv := httptest.NewServer(&fakeController{status: tt.status, identity: tt.identity})
 			defer srv.Close()
 			dir := startMesh(t, srv.URL, tt.token)
 			stdout, stderr, code := runCLI(t, "check", "--state-dir", dir)
@@ -523,5 +544,27 @@ func TestVersion(t *testing.T) {
 	stdout, _, code := runCLI(t, "version", "--state-dir", t.TempDir())
 	if code != 0 || !strings.HasPrefix(stdout, "Client version: ") || !strings.Contains(stdout, "Controller version: unavailable (no local mesh is running)") {
 		t.Errorf("exit %d, stdout %q", code, stdout)
+	}
+}
+
+func TestCheckExpiringCertificates(t *testing.T) {
+	now := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
+	c := &checker{logDir: "/state/logs", clock: func() time.Time { return now }}
+	tests := []struct {
+		name     string
+		notAfter time.Time
+		want     []string
+	}{
+		{"far", now.Add(31 * 24 * time.Hour), nil},
+		{"soon", now.Add(10*24*time.Hour + time.Hour), []string{`issuer "CN=i" expires on 2030-06-11, in 10 days`, "new roots: stop weft up, remove /state/identity (or give new --identity-* files), start it again"}},
+		{"expired", now.Add(-time.Hour), []string{`issuer "CN=i" expired on 2030-06-01`, "new roots: stop weft up, remove /state/identity (or give new --identity-* files), start it again"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := c.expiring("issuer", []ctlapi.CertInfo{{Subject: "CN=i", NotAfter: tt.notAfter}})
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -241,3 +241,44 @@ func IsUnauthorized(err error) bool {
 	var e *APIError
 	return errors.As(err, &e) && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
 }
+
+// Identity is GET /api/v1/identity: the mesh's certificate authority and
+// the certificates it issued.
+type Identity struct {
+	TrustDomain string             `json:"trust_domain"`
+	Anchors     []CertInfo         `json:"anchors"`
+	Issuer      CertInfo           `json:"issuer"`
+	Workloads   []WorkloadIdentity `json:"workloads"`
+}
+
+// CertInfo is one CA certificate.
+type CertInfo struct {
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// WorkloadIdentity is one workload and its proxies' certificates.
+type WorkloadIdentity struct {
+	Service   string      `json:"service"`
+	Namespace string      `json:"namespace"`
+	Identity  string      `json:"identity"`
+	Proxies   []ProxyLeaf `json:"proxies"`
+}
+
+// ProxyLeaf is the newest certificate issued to a proxy; nil times mean
+// none was issued since the controller started.
+type ProxyLeaf struct {
+	ID           string     `json:"id"`
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
+	IssuedAt     *time.Time `json:"issued_at,omitempty"`
+}
+
+// Identity returns the certificate authority's status. A controller that
+// runs no certificate authority answers an *APIError with status 503 or 404.
+func (c *Client) Identity(ctx context.Context) (*Identity, error) {
+	var id Identity
+	if err := c.do(ctx, http.MethodGet, "/api/v1/identity", nil, "", &id); err != nil {
+		return nil, err
+	}
+	return &id, nil
+}
