@@ -38,6 +38,7 @@ type fakeController struct {
 	stat      string // JSON of /api/v1/stat
 	resources string // JSON of /api/v1/resources
 	identity  string // JSON of /api/v1/identity; "" answers 503
+	edges     string // JSON of /api/v1/edges
 	// applyStatus and applyBody answer POST /api/v1/apply.
 	applyStatus int
 	applyBody   string
@@ -71,6 +72,8 @@ func (f *fakeController) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprint(w, f.identity)
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/edges":
+		fmt.Fprint(w, f.edges)
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/resources":
 		fmt.Fprint(w, f.resources)
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/apply":
@@ -565,6 +568,32 @@ func TestCheckExpiringCertificates(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("got %q\nwant %q", got, tt.want)
 			}
+		})
+	}
+}
+
+func TestEdges(t *testing.T) {
+	tests := []struct {
+		name, golden, edges string
+		args                []string
+	}{
+		{"table", "edges.golden", `{"window":"30s","edges":[
+			{"from":"web.default","to":"api.default","requests":300,"rps":10,"success_rate":0.995},
+			{"from":"api.default","to":"quotes.default","requests":12,"rps":0.4,"success_rate":null},
+			{"from":"load.default","to":"web.default","requests":150,"rps":5,"success_rate":1}]}`, []string{"edges"}},
+		{"none", "edges_none.golden", `{"window":"1m0s","edges":[]}`, []string{"edges", "--window", "1m"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeController{edges: tt.edges}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			dir := startMesh(t, srv.URL, testToken)
+			stdout, stderr, code := runCLI(t, append(tt.args, "--state-dir", dir)...)
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %s", code, stderr)
+			}
+			golden(t, tt.golden, stdout)
 		})
 	}
 }

@@ -79,7 +79,7 @@ Run a local mesh with "weft up", then use "weft check", "weft stat" and
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.PersistentFlags().StringVar(&e.stateDir, "state-dir", "", "state directory of the local mesh (default $XDG_STATE_HOME/weft or ~/.local/state/weft)")
-	root.AddCommand(e.upCmd(), e.applyCmd(), e.getCmd(), e.deleteCmd(), e.checkCmd(), e.statCmd(), e.versionCmd())
+	root.AddCommand(e.upCmd(), e.applyCmd(), e.getCmd(), e.deleteCmd(), e.checkCmd(), e.statCmd(), e.edgesCmd(), e.versionCmd())
 	root.AddCommand(e.authzCmd())
 	return root
 }

@@ -282,3 +282,32 @@ func (c *Client) Identity(ctx context.Context) (*Identity, error) {
 	}
 	return &id, nil
 }
+
+// Edges is GET /api/v1/edges: traffic between services over a window.
+type Edges struct {
+	Window string     `json:"window"`
+	Edges  []EdgeStat `json:"edges"`
+}
+
+// EdgeStat is the traffic from one service ("name.namespace") to another.
+type EdgeStat struct {
+	From        string   `json:"from"`
+	To          string   `json:"to"`
+	Requests    float64  `json:"requests"`
+	RPS         float64  `json:"rps"`
+	SuccessRate *float64 `json:"success_rate"`
+}
+
+// Edges returns the traffic between services over window ("30s"); ""
+// means the controller's default.
+func (c *Client) Edges(ctx context.Context, window string) (*Edges, error) {
+	path := "/api/v1/edges"
+	if window != "" {
+		path += "?window=" + url.QueryEscape(window)
+	}
+	var e Edges
+	if err := c.do(ctx, http.MethodGet, path, nil, "", &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
