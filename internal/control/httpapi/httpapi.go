@@ -93,6 +93,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("/api/v1/edges", h.method(http.MethodGet, h.edges))
 	h.ident = cfg.Identity
 	h.mux.HandleFunc("/api/v1/identity", h.method(http.MethodGet, h.identity))
+	h.mux.HandleFunc("/api/v1/authz/check", h.method(http.MethodPost, h.authzCheck))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API at %s %s; see /api/v1/status", r.Method, r.URL.Path), nil)
 	})
