@@ -42,6 +42,7 @@ var kinds = func() []kind {
 	ks = append(ks, kind{apiVersion: MeshAPIVersion, kind: MeshKind, decode: decodeMesh})
 	ks = append(ks, resilienceKinds()...)
 	ks = append(ks, gatewayKinds()...)
+	ks = append(ks, policyKinds()...)
 	return ks
 }()
 
@@ -78,6 +79,9 @@ func Load(data []byte) (*Mesh, []config.Resource, error) {
 	}
 	if mesh == nil {
 		return nil, rs, nil
+	}
+	if r, ok := meshDefaultResource(&mesh.Mesh); ok {
+		rs = append(rs, r)
 	}
 	return &mesh.Mesh, rs, nil
 }
