@@ -18,6 +18,7 @@ import (
 
 	"weft.dev/weft/bench/internal/harness"
 	"weft.dev/weft/bench/internal/peer"
+	"weft.dev/weft/bench/internal/report"
 	"weft.dev/weft/bench/internal/role"
 )
 
@@ -45,8 +46,21 @@ func run() error {
 		quietMax = flag.Duration("quiet-wait", 2*time.Minute, "longest wait for -quiet-below before measuring anyway")
 		retries  = flag.Int("retries", 2, "measure a window again, up to this many times, when other processes used more than -quiet-below during it")
 		verbose  = flag.Bool("v", false, "log every window")
+		render   = flag.String("render", "", "print the markdown table of a stored results JSON file instead of running")
 	)
 	flag.Parse()
+	if *render != "" {
+		f, err := os.Open(*render)
+		if err != nil {
+			return fmt.Errorf("-render: %w", err)
+		}
+		defer f.Close()
+		rep, err := report.ReadJSON(f)
+		if err != nil {
+			return fmt.Errorf("-render %s: %w", *render, err)
+		}
+		return rep.WriteMarkdown(os.Stdout)
+	}
 	ps, err := peer.Select(*peers)
 	if err != nil {
 		return err

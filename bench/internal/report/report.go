@@ -166,8 +166,8 @@ type Row struct {
 	// RSSLoadMiB is VmRSS per proxy (mean of A and B) at the end of the window; HWMMiB the peak.
 	RSSLoadMiB Range `json:"rss_load_mib"`
 	HWMMiB     Range `json:"hwm_mib"`
-	// CPUvsRef and P99vsRef divide this peer's figure by HAProxy's in the same repetition
-	// (medians of the per-repetition ratios); zero when HAProxy did not run.
+	// CPUvsRef is the median of this peer's CPU divided by HAProxy's in the same repetition;
+	// P99vsRef divides the median added p99 by HAProxy's. Zero when HAProxy did not run.
 	CPUvsRef Range `json:"cpu_vs_haproxy"`
 	P99vsRef Range `json:"added_p99_vs_haproxy"`
 	// Errors and BadBodies summed over repetitions; Saturated counts windows that fell behind.
@@ -230,7 +230,7 @@ func (r *Report) Summarise() {
 				continue
 			}
 			row := Row{Peer: p.Name, Rate: rate}
-			var d50, d90, d99, d999, cpu, rss, hwm, cpuRef, p99Ref []float64
+			var d50, d90, d99, d999, cpu, rss, hwm, cpuRef []float64
 			for rep := 1; rep <= r.Config.Reps; rep++ {
 				s := byKey[key{p.Name, rate, rep}]
 				if s == nil {
@@ -260,16 +260,29 @@ func (r *Report) Summarise() {
 					if rc := perProxyPer1k(ref); rc > 0 {
 						cpuRef = append(cpuRef, c/rc)
 					}
-					if base != nil && ref.P99-base.P99 > 0 {
-						// An added p99 below zero (faster than direct: noise) counts as zero.
-						p99Ref = append(p99Ref, max(0, s.P99-base.P99)/(ref.P99-base.P99))
-					}
 				}
 			}
 			row.AddedP50, row.AddedP90, row.AddedP99, row.AddedP999 = rangeOf(d50), rangeOf(d90), rangeOf(d99), rangeOf(d999)
 			row.CPUPer1k, row.RSSLoadMiB, row.HWMMiB = rangeOf(cpu), rangeOf(rss), rangeOf(hwm)
-			row.CPUvsRef, row.P99vsRef = rangeOf(cpuRef), rangeOf(p99Ref)
+			row.CPUvsRef = rangeOf(cpuRef)
 			r.Rows = append(r.Rows, row)
+		}
+	}
+	// Latency ratios divide medians: per-repetition ratios of sub-millisecond differences
+	// swing wildly. No ratio when HAProxy's added p99 is within 0.05 ms of zero, nor for a
+	// peer with saturated windows (its latency is not a valid figure).
+	ref := map[float64]float64{}
+	for _, row := range r.Rows {
+		if row.Peer == Reference {
+			ref[row.Rate] = row.AddedP99.Median
+		}
+	}
+	for i := range r.Rows {
+		row := &r.Rows[i]
+		row.P99vsRef = Range{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
+		if d, ok := ref[row.Rate]; ok && d > 0.05 && row.Peer != Reference && row.Peer != Baseline && row.Saturated == 0 {
+			v := max(0, row.AddedP99.Median) / d
+			row.P99vsRef = Range{Median: v, Min: v, Max: v, N: 1}
 		}
 	}
 }
@@ -287,6 +300,17 @@ func perProxyPer1k(s *Scenario) float64 {
 		return 0
 	}
 	return (s.CPUA + s.CPUB) / 2 / s.Window / (s.Achieved / 1000)
+}
+
+// ReadJSON reads a report written by WriteJSON and summarises it again, so that a stored run
+// can be re-rendered with the current arithmetic.
+func ReadJSON(rd io.Reader) (*Report, error) {
+	var r Report
+	if err := json.NewDecoder(rd).Decode(&r); err != nil {
+		return nil, fmt.Errorf("decode report: %w", err)
+	}
+	r.Summarise()
+	return &r, nil
 }
 
 // WriteJSON writes the whole report.
@@ -344,7 +368,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	b.WriteString("Latency: ms added over the direct baseline of the same repetition (the direct row is absolute). " +
 		"CPU: vCPU per proxy per 1,000 rps. Memory: VmRSS per proxy, MiB. Each cell: median (min–max) across repetitions. " +
-		"×HAProxy: ratio to HAProxy in the same repetition. A ⚠ marks windows where the load fell behind its schedule (saturated: latency not valid).\n\n")
+		"CPU ×HAProxy: ratio to HAProxy in the same repetition; Δp99 ×HAProxy: ratio of the medians. A ⚠ marks windows where the load fell behind its schedule (saturated: latency not valid).\n\n")
 	b.WriteString("| pair | rate | Δp50 | Δp90 | Δp99 | Δp99.9 | vCPU/proxy/1k rps | CPU ×HAProxy | Δp99 ×HAProxy | RSS idle → load (peak) | errors |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
 	idle := map[string]Peer{}
@@ -359,7 +383,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		p := idle[row.Peer]
 		mem, cpu, cpuRef, p99Ref := "—", "—", "—", "—"
 		if row.Peer != Baseline {
-			mem = fmt.Sprintf("%.1f → %s (%.1f)", float64(p.IdleRSSA+p.IdleRSSB)/2/(1<<20), fmtRange(row.RSSLoadMiB, 1), row.HWMMiB.Median)
+			mem = fmt.Sprintf("%.1f → %.1f (peak %.1f)", float64(p.IdleRSSA+p.IdleRSSB)/2/(1<<20), row.RSSLoadMiB.Median, row.HWMMiB.Max)
 			cpu = fmtRange(row.CPUPer1k, 3)
 			if row.CPUvsRef.N > 0 {
 				cpuRef = fmt.Sprintf("%.2f×", row.CPUvsRef.Median)

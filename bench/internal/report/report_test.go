@@ -2,7 +2,6 @@ package report
 
 import (
 	"bytes"
-	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -21,7 +20,7 @@ func TestSummarise(t *testing.T) {
 			Scenario{Peer: Baseline, Rate: 1000, Rep: rep, Achieved: 1000, Window: 10, P50: 0.1 * f, P99: 1 * f},
 			// HAProxy: +0.2 ms p50, +0.5 ms p99, 1 s CPU per proxy over 10 s at 1k rps = 0.1 vCPU/1k.
 			Scenario{Peer: Reference, Rate: 1000, Rep: rep, Achieved: 1000, Window: 10, P50: 0.1*f + 0.2, P99: f + 0.5,
-				CPUA: 1, CPUB: 1, RSSA: 10 << 20, RSSB: 12 << 20},
+				CPUA: 1, CPUB: 1, RSSA: 10 << 20, RSSB: 12 << 20, HWMA: 11 << 20, HWMB: 13 << 20},
 			// x: twice HAProxy's CPU, p99 added 0.25*rep.
 			Scenario{Peer: "x", Rate: 1000, Rep: rep, Achieved: 1000, Window: 10, P50: 0.1*f + 0.3, P99: f + 0.25*f,
 				CPUA: 2, CPUB: 2, RSSA: 20 << 20, RSSB: 20 << 20, Errors: 1},
@@ -43,7 +42,7 @@ func TestSummarise(t *testing.T) {
 		{"x added p99 median", r.Rows[2].AddedP99.Median, 0.5},
 		{"x added p99 max", r.Rows[2].AddedP99.Max, 0.75},
 		{"x cpu vs haproxy", r.Rows[2].CPUvsRef.Median, 2},
-		{"x p99 vs haproxy", r.Rows[2].P99vsRef.Median, 1},
+		{"x p99 vs haproxy (ratio of medians)", r.Rows[2].P99vsRef.Median, 1},
 		{"x errors", float64(r.Rows[2].Errors), 3},
 	}
 	for _, tt := range tests {
@@ -61,17 +60,20 @@ func TestSummarise(t *testing.T) {
 	if err := r.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| x | 1000 | 0.30 (0.30–0.30) |", "2.00×", "not run: not installed"} {
+	for _, want := range []string{"| x | 1000 | 0.30 (0.30–0.30) |", "2.00×", "→ 11.0 (peak 12.0)", "not run: not installed"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}
 	}
-	var back Report
-	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+	back, err := ReadJSON(&js)
+	if err != nil {
 		t.Fatalf("JSON does not parse back: %v", err)
 	}
 	if got, want := len(back.Scenarios), 9; got != want {
 		t.Errorf("got %d scenarios in JSON, want %d", got, want)
+	}
+	if got, want := back.Rows[2].CPUvsRef.Median, 2.0; !near(got, want) {
+		t.Errorf("got CPU ratio %v after a JSON round trip, want %v", got, want)
 	}
 }
 
