@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,11 +26,13 @@ import (
 const EnvWeftProxy = "WEFTBENCH_WEFT_PROXY"
 
 // Weft is a pair of weft-proxy processes with GOMAXPROCS=1, configured by a controller the
-// harness runs in its own process: A's outbound listener sends to the service "echo.default",
-// whose one endpoint is B's inbound listener in front of the echo application.
+// harness runs in its own process (its CA issues the proxies' certificates against join tokens
+// the harness writes): A's outbound listener sends to the service "echo.default", whose one
+// endpoint is B's inbound listener in front of the echo application.
 type Weft struct {
-	// MTLS selects TLS 1.3 with workload certificates between the proxies; false runs the pair
-	// over the plaintext proxy-to-proxy transport.
+	// MTLS marks the endpoint meshed, so A reaches B over mutual TLS 1.3 with the workloads'
+	// certificates; false marks it not meshed, so A sends plain HTTP/1.1 to B's inbound
+	// listener (the path to a workload without a proxy, B still in front of the echo).
 	MTLS bool
 }
 
@@ -42,9 +46,6 @@ func (w Weft) Name() string {
 
 // Check implements Peer.
 func (w Weft) Check() error {
-	if w.MTLS {
-		return errors.New("mutual TLS between weft proxies is not wired into the benchmark yet")
-	}
 	if p := os.Getenv(EnvWeftProxy); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("$%s: %w", EnvWeftProxy, err)
@@ -68,6 +69,35 @@ func (w Weft) Version(ctx context.Context) string {
 		return ""
 	}
 	return "weft-proxy at " + firstLine(ctx, "git", "-C", root, "describe", "--always", "--dirty")
+}
+
+// checkInboundTLS reads B's metrics and checks that the requests B received came over mutual
+// TLS (wantTLS) or plaintext: weft_requests_total{direction="inbound",tls="true|false"} > 0.
+func checkInboundTLS(ctx context.Context, admin string, wantTLS bool) error {
+	want := fmt.Sprintf(`tls="%t"`, wantTLS)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("read weft-b metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read weft-b metrics: %w", err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "weft_requests_total{") || !strings.Contains(line, `direction="inbound"`) || !strings.Contains(line, want) {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil && v > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("weft-b counted no inbound request with %s: the pair did not run as configured", want)
 }
 
 var (
@@ -146,7 +176,7 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 	store.SetService(config.Service{
 		Name: "echo", Namespace: config.DefaultNamespace, Protocol: config.ProtocolHTTP1,
 		Endpoints: []config.Endpoint{{
-			Address: portB, Identity: "spiffe://cluster.local/ns/default/sa/echo", Meshed: true, Ready: true,
+			Address: portB, Identity: "spiffe://cluster.local/ns/default/sa/echo", Meshed: w.MTLS, Ready: true,
 		}},
 	})
 	// The controller scrapes the proxies' metrics once at start and then hourly
@@ -155,14 +185,30 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 		Ports: []config.InboundPort{{Port: uint32(bPortN), Protocol: config.ProtocolHTTP1}}})
 	store.SetProxy(config.Proxy{ID: "client-0", Service: "client", Namespace: config.DefaultNamespace, AdminAddr: adminA})
 
-	token := make([]byte, 16)
-	_, _ = rand.Read(token)
+	apiToken := make([]byte, 16)
+	_, _ = rand.Read(apiToken)
 	ctl, err := controller.New(controller.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: ctlHTTP, Token: hex.EncodeToString(token), Store: store,
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: ctlHTTP, Token: hex.EncodeToString(apiToken), Store: store,
 		Logger: env.Logger.With("peer", w.Name()), ScrapeInterval: time.Hour,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("weft controller: %w", err)
+	}
+	// Identity material: the trust anchors and one join token per workload, as weft up writes them.
+	anchors := filepath.Join(env.Dir, "trust-anchors.pem")
+	if err := os.WriteFile(anchors, ctl.TrustAnchorsPEM(), 0o600); err != nil {
+		return nil, fmt.Errorf("write trust anchors: %w", err)
+	}
+	tokenFile := map[string]string{}
+	for _, sa := range []string{"echo", "client"} {
+		tok, err := ctl.IssueToken(config.DefaultNamespace, sa)
+		if err != nil {
+			return nil, fmt.Errorf("join token for %s: %w", sa, err)
+		}
+		tokenFile[sa] = filepath.Join(env.Dir, sa+".token")
+		if err := os.WriteFile(tokenFile[sa], []byte(tok), 0o600); err != nil {
+			return nil, fmt.Errorf("write join token: %w", err)
+		}
 	}
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	ctlDone := make(chan error, 1)
@@ -183,21 +229,30 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 		return nil, errors.New("weft controller not ready after 10s")
 	}
 	grpcAddr := ctl.GRPCAddr()
-	startProxy := func(name string, args []string) func() (*Proc, error) {
+	startProxy := func(name, sa string, args []string) func() (*Proc, error) {
 		return func() (*Proc, error) {
-			return StartProc(name, env.Dir, bin, append([]string{"--controller", grpcAddr, "--log-level", "error"}, args...), []string{"GOMAXPROCS=1"})
+			common := []string{"--controller", grpcAddr, "--log-level", "error",
+				"--trust-anchors", anchors, "--token-file", tokenFile[sa]}
+			return StartProc(name, env.Dir, bin, append(common, args...), []string{"GOMAXPROCS=1"})
 		}
 	}
 	pair, err := startPair(ctx, "http://"+portA+"/", portB,
-		startProxy("weft-b", []string{"--id", "echo-0", "--service", "echo", "--namespace", config.DefaultNamespace,
+		startProxy("weft-b", "echo", []string{"--id", "echo-0", "--service", "echo", "--namespace", config.DefaultNamespace,
 			"--admin", adminB, "--inbound", portB + "=" + env.Echo + "/http"}),
-		startProxy("weft-a", []string{"--id", "client-0", "--service", "client", "--namespace", config.DefaultNamespace,
+		startProxy("weft-a", "client", []string{"--id", "client-0", "--service", "client", "--namespace", config.DefaultNamespace,
 			"--admin", adminA, "--outbound", portA + "=echo.default/http"}))
 	if err != nil {
 		stopController()
 		return nil, err
 	}
-	pair.Plaintext = !w.MTLS
+	// B's inbound listener accepts plaintext from unmeshed clients under the default policy, so
+	// VerifyMutualTLS does not apply; B's own metrics say how the start-up request arrived.
+	pair.Plaintext = true
+	if err := checkInboundTLS(ctx, adminB, w.MTLS); err != nil {
+		_ = pair.Stop()
+		stopController()
+		return nil, err
+	}
 	pair.cleanup = stopController
 	return pair, nil
 }
