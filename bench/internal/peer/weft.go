@@ -74,8 +74,8 @@ func (w Weft) Version(ctx context.Context) string {
 // checkInboundTLS reads B's metrics and checks that the requests B received came over mutual
 // TLS (wantTLS) or plaintext: weft_requests_total{direction="inbound",tls="true|false"} > 0.
 //
-// Weft's TLS settings are its own (internal/mtls): TLS 1.3 only, Go's default key exchange
-// preferences (X25519 first, then the post-quantum hybrid), not pinned by the benchmark.
+// Weft's TLS settings are its own (internal/mtls): TLS 1.3 only, X25519 first (then P-256),
+// which both proxies share, so the pair agrees on X25519 like every other pair.
 func checkInboundTLS(ctx context.Context, admin string, wantTLS bool) error {
 	want := fmt.Sprintf(`tls="%t"`, wantTLS)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
