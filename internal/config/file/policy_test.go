@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/control/policy"
+	"weft.dev/weft/internal/proxy/authz"
 )
 
 const policyDocs = `apiVersion: policy.weft.dev/v1alpha1
@@ -148,4 +150,41 @@ spec:
 	if err == nil || !strings.Contains(err.Error(), "spec.defaultInboundPolicy: unknown default inbound policy") {
 		t.Errorf("error %v, want spec.defaultInboundPolicy named", err)
 	}
+}
+
+// FuzzDecodePolicy checks that the policy kinds never panic and that every
+// AuthorizationPolicy `weft apply` accepts compiles in the proxy.
+func FuzzDecodePolicy(f *testing.F) {
+	f.Add([]byte(policyDocs))
+	f.Add([]byte("apiVersion: policy.weft.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRef: {kind: Server, name: x}, rules: [{to: {paths: [\"/a/*\"], headers: [{name: x, value: \"a|b\", regex: true}]}}]}\n"))
+	f.Add([]byte("apiVersion: policy.weft.dev/v1alpha1\nkind: Server\nmetadata: {name: a}\nspec: {podSelector: {service: a}, port: \"http\"}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs, err := Decode(data)
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			ap, ok := r.Spec.(*policy.AuthorizationPolicy)
+			if !ok {
+				continue
+			}
+			pol := &meshv1.InboundPolicy{}
+			for _, rule := range ap.Rules {
+				ar := &meshv1.AuthzRule{Name: r.Namespace + "/" + r.Name}
+				if rule.From != nil {
+					ar.Identities, ar.Namespaces = rule.From.Identities, rule.From.Namespaces
+				}
+				if rule.To != nil {
+					ar.Paths, ar.Methods, ar.Hosts = rule.To.Paths, rule.To.Methods, rule.To.Hosts
+					for _, h := range rule.To.Headers {
+						ar.Headers = append(ar.Headers, &meshv1.HeaderMatch{Name: h.Name, Value: h.Value, Regex: h.Regex})
+					}
+				}
+				pol.Rules = append(pol.Rules, ar)
+			}
+			if _, err := authz.Compile(pol, nil); err != nil {
+				t.Fatalf("accepted %s does not compile: %v", r.ID(), err)
+			}
+		}
+	})
 }
