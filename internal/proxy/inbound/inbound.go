@@ -6,6 +6,10 @@
 // HTTP/2 and gRPC through h2 (h2c to the application), anything else is
 // forwarded as opaque TCP.
 //
+// The port's authorization policy (package authz) judges every HTTP
+// request, on its path normalised once (package pathnorm) and forwarded
+// in that form, and every opaque connection; see authz.go.
+//
 // Only the proxy's assembly (internal/proxy/sidecar) imports inbound. A
 // Server is safe for concurrent use; Serve is called once.
 package inbound
