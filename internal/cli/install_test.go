@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"weft.dev/weft/internal/control/inject"
 	"weft.dev/weft/internal/install"
 )
 
@@ -112,4 +113,30 @@ func TestInjectReport(t *testing.T) {
 			t.Errorf("stderr %q lacks %q", stderr, want)
 		}
 	}
+}
+
+// FuzzInjectManifest checks any input is injected or refused without a
+// panic, and that injecting the output again changes nothing.
+func FuzzInjectManifest(f *testing.F) {
+	for _, s := range []string{
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: a, image: b}]}\n",
+		"kind: Deployment\nspec: {template: {spec: {containers: []}}}\n---\nkind: Service\n",
+		"kind: CronJob\nspec: {jobTemplate: 3}\n", "---\n---\n", "kind: List\n", "a: [",
+	} {
+		f.Add(s)
+	}
+	cfg := inject.Config{ProxyImage: "example.test/weft-proxy:v1", Force: true}
+	f.Fuzz(func(t *testing.T, in string) {
+		out, err := injectManifest([]byte(in), cfg, func(string) {})
+		if err != nil {
+			return
+		}
+		again, err := injectManifest([]byte(out), cfg, func(string) {})
+		if err != nil {
+			t.Fatalf("injected output does not inject again: %v\n%s", err, out)
+		}
+		if again != out {
+			t.Fatalf("second injection changed the output:\n%s\n---- then ----\n%s", out, again)
+		}
+	})
 }
