@@ -185,6 +185,8 @@ func ControlPlane(o Options) ([]Object, error) {
 			Labels: map[string]string{
 				"app.kubernetes.io/part-of": "weft",
 				inject.AnnotationInject:     inject.Disabled,
+				// The controller needs no privilege.
+				"pod-security.kubernetes.io/enforce": "restricted",
 			},
 		}},
 		&corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: meta(ControllerName)},

@@ -9,10 +9,10 @@
 // (an init container with restartPolicy: Always and a startup probe on its
 // /ready, so the application starts once the proxy is ready and Jobs still
 // complete). Mutate turns that into a JSON patch; Handler serves
-// AdmissionReview v1.
+// AdmissionReview v1; Server serves Handler over TLS for the API server.
 //
 // The controller and the CLI import inject; the proxy must not. Its
-// functions are pure; Handler is safe for concurrent use.
+// functions are pure; Handler and Server are safe for concurrent use.
 package inject
 
 import (
