@@ -4,6 +4,13 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"sigs.k8s.io/yaml"
+
 	"weft.dev/weft/internal/control/inject"
 	"weft.dev/weft/internal/install"
 )
@@ -139,4 +146,31 @@ func FuzzInjectManifest(f *testing.F) {
 			t.Fatalf("second injection changed the output:\n%s\n---- then ----\n%s", out, again)
 		}
 	})
+}
+
+// TestInjectOutputDecodes decodes every injected document strictly with
+// the Kubernetes types: what weft inject prints, kubectl accepts.
+func TestInjectOutputDecodes(t *testing.T) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec := serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDeserializer()
+	for _, in := range []string{"testdata/inject_deployment.yaml", "testdata/inject_job.yaml"} {
+		out, stderr, code := runCLI(t, "inject", "--image-tag", "v1", in)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", in, code, stderr)
+		}
+		for i, doc := range docSeparator.Split(out, -1) {
+			js, err := yaml.YAMLToJSON([]byte(doc))
+			if err != nil {
+				t.Fatalf("%s document %d: %v", in, i+1, err)
+			}
+			if _, _, err := dec.Decode(js, nil, nil); err != nil {
+				t.Errorf("%s document %d does not decode: %v", in, i+1, err)
+			}
+		}
+	}
 }
