@@ -53,6 +53,9 @@ type Target struct {
 	Addr string
 	// Done, if not nil, is called exactly once when the exchange ends.
 	Done func(Result)
+	// Retry, if not nil, lets failed attempts be sent again (retry.go);
+	// each attempt has its own Target, and each attempt's Done is called.
+	Retry *Retry
 }
 
 // Result is how one exchange ended, for balancing and metrics.
@@ -300,7 +303,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, grpcReq, proxyerr.From(err))
 		return
 	}
-	res := s.forward(w, r, t, grpcReq)
+	res := s.forward(w, r, &t, grpcReq)
 	if t.Done != nil {
 		t.Done(res)
 	}
@@ -311,7 +314,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, t Target, grpcReq bool) Result {
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, t *Target, grpcReq bool) Result {
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
 	out.URL = &url.URL{Scheme: "http", Host: t.Addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
@@ -326,7 +329,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t Target, grpcR
 		out.Header.Del("Te")
 	}
 
-	resp, err := t.Transport.RoundTrip(out)
+	var resp *http.Response
+	var err error
+	if t.Retry != nil {
+		resp, err = s.roundTripRetry(r, out, t)
+	} else {
+		resp, err = t.Transport.RoundTrip(out)
+	}
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client went away; nobody to answer.

@@ -378,16 +378,11 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 		s.countRefused(st, err)
 		return h2.Target{}, err
 	}
-	ep := u.Endpoint()
-	start := ep.Start()
+	start := time.Now()
 	m := s.metricsOf(st, u)
-	return h2.Target{Transport: u.HTTP2, Addr: u.Addr(), Done: func(res h2.Result) {
-		u.Release()
-		st.pol.gate.Leave()
-		d := finish(ep, start, res.Err)
-		accrueH2(ep, res)
-		m.Response(res.Status, res.Failure(), d)
-	}}, nil
+	return s.targetH2(st, u, nil, nil, func(res h2.Result) {
+		m.Response(res.Status, res.Failure(), time.Since(start))
+	}), nil
 }
 
 // countRefused records a request the proxy answered itself before

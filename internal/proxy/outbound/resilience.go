@@ -3,6 +3,7 @@ package outbound
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -245,6 +246,61 @@ func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteR
 		nu, err := s.pickOther(tried)
 		if err != nil {
 			return http1.Route{}, false
+		}
+		tried = append(tried, nu.Addr())
+		p.counters.Retry()
+		next := attempt(nu)
+		next.Retry = first.Retry
+		return next, true
+	}}
+	return first
+}
+
+// targetH2 is the HTTP/2 target of a request admitted by admit, whose
+// first endpoint u is picked; wrap, if not nil, makes an attempt's
+// transport from its upstream's. With a retry policy (the rule's, else the
+// default) failed attempts, including gRPC statuses of trailers-only
+// answers, go again on other endpoints within the budget. finish is
+// called once, when the request ends.
+func (s *Server) targetH2(st *state, u *upstream.Upstream, rule *meshv1.RouteRule, wrap func(*upstream.Upstream) http.RoundTripper, finish func(h2.Result)) h2.Target {
+	p := st.pol
+	retry := p.of(rule).retry
+	attempt := func(u *upstream.Upstream) h2.Target {
+		ep := u.Endpoint()
+		start := ep.Start()
+		var rt http.RoundTripper = u.HTTP2
+		if wrap != nil {
+			rt = wrap(u)
+		}
+		return h2.Target{Transport: rt, Addr: u.Addr(), Done: func(res h2.Result) {
+			u.Release()
+			finishEndpoint(ep, start, res.Err)
+			accrueH2(ep, res)
+			if !errors.Is(res.Err, h2.ErrRetried) {
+				p.gate.Leave()
+				finish(res)
+			}
+		}}
+	}
+	first := attempt(u)
+	if retry == nil {
+		return first
+	}
+	p.budget.Deposit()
+	tried := []string{u.Addr()}
+	first.Retry = &h2.Retry{MaxBodyBytes: retry.MaxBodyBytes(), PerTryTimeout: retry.PerTryTimeout(), Again: func(n int, a h2.Attempt) (h2.Target, bool) {
+		o := resilience.Outcome{Status: a.Status, GRPCStatus: a.GRPCStatus, Failed: a.Status == 0, Reached: a.Reached, TimedOut: a.TimedOut}
+		if !retry.ShouldRetry(n, o) {
+			return h2.Target{}, false
+		}
+		if !p.budget.Withdraw() {
+			p.counters.BudgetExhausted()
+			return h2.Target{}, false
+		}
+		time.Sleep(retry.Backoff(n))
+		nu, err := s.pickOther(tried)
+		if err != nil {
+			return h2.Target{}, false
 		}
 		tried = append(tried, nu.Addr())
 		p.counters.Retry()

@@ -195,20 +195,17 @@ func (s *Server) routeRuleHTTP2(req *http.Request, rule *route.Rule) (h2.Target,
 	if rule.Mirror != nil {
 		s.mirrorHTTP2(st, rule, req)
 	}
-	var rt http.RoundTripper = u.HTTP2
-	if rule.ResponseHeaders != nil || rule.RequestTimeout > 0 {
-		rt = &ruleTransport{next: u.HTTP2, rule: rule}
+	wrap := func(u *upstream.Upstream) http.RoundTripper {
+		if rule.ResponseHeaders != nil || rule.RequestTimeout > 0 {
+			return &ruleTransport{next: u.HTTP2, rule: rule}
+		}
+		return u.HTTP2
 	}
-	ep := u.Endpoint()
-	start := ep.Start()
+	start := time.Now()
 	m := s.metricsOf(st, u)
-	return h2.Target{Transport: rt, Addr: u.Addr(), Done: func(res h2.Result) {
-		u.Release()
-		st.pol.gate.Leave()
-		d := finish(ep, start, res.Err)
-		accrueH2(ep, res)
-		m.Response(res.Status, res.Failure(), d)
-	}}, nil
+	return s.targetH2(st, u, rule.Proto, wrap, func(res h2.Result) {
+		m.Response(res.Status, res.Failure(), time.Since(start))
+	}), nil
 }
 
 // editHeader applies a header modifier to h.
