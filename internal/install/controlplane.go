@@ -63,8 +63,8 @@ type Options struct {
 	// ControllerResources and ProxyResources; empty means the defaults of
 	// DefaultControllerResources and DefaultProxyResources.
 	ControllerResources, ProxyResources *corev1.ResourceRequirements
-	// Certs are written into Secrets and the webhook; required (see
-	// GenerateCerts).
+	// Certs are written into Secrets and the webhook; required by
+	// ControlPlane (see GenerateCerts).
 	Certs *Certs
 }
 
@@ -111,11 +111,8 @@ func (o Options) withDefaults() (Options, error) {
 		r := DefaultProxyResources()
 		o.ProxyResources = &r
 	}
-	switch {
-	case o.ImageTag == "":
+	if o.ImageTag == "" {
 		return o, errors.New("an image tag is required: give --image-tag, e.g. --image-tag v0.1.0")
-	case o.Certs == nil:
-		return o, errors.New("install: certificates are required (GenerateCerts)")
 	}
 	if _, err := authz.ParseDefault(o.DefaultInboundPolicy); err != nil {
 		return o, fmt.Errorf("--default-inbound-policy: %w", err)
@@ -142,7 +139,6 @@ func (o Options) ControllerImage() string { return o.Registry + "/weft-controlle
 // InjectConfig is the injection the installed controller performs, for
 // `weft inject` to do the same by hand.
 func InjectConfig(o Options) (inject.Config, error) {
-	o.Certs = &Certs{}
 	o, err := o.withDefaults()
 	if err != nil {
 		return inject.Config{}, err
@@ -164,6 +160,9 @@ func ControlPlane(o Options) ([]Object, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if o.Certs == nil {
+		return nil, errors.New("install: certificates are required (GenerateCerts)")
 	}
 	ns := o.Namespace
 	labels := map[string]string{
