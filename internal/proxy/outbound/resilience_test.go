@@ -509,3 +509,33 @@ func TestRouteRuleFault(t *testing.T) {
 		})
 	}
 }
+
+func TestConnectFailureAlwaysRetried(t *testing.T) {
+	// A port nothing listens on: connects are refused, so the request
+	// never reached an application and is safe to send again, even a
+	// POST on a policy that does not declare requests retryable.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := &backend{addr: ln.Addr().String()}
+	ln.Close()
+	live := startBackend(t, func(w http.ResponseWriter, r *http.Request) {})
+	snap := withResilience(snapshot(1, endpoints(dead, live)...), &meshv1.Resilience{
+		ConsecutiveFailures: 1000,
+		DefaultRetry:        &meshv1.RetryPolicy{MaxAttempts: 2, BackoffBaseMs: 1},
+	})
+	addr, _, _ := startOutbound(t, snap, balance.Config{})
+	res := load(t, addr, 50, 2, func() *http.Request {
+		r, _ := http.NewRequest("POST", "http://api.demo/orders", strings.NewReader(`{"n":1}`))
+		return r
+	})
+	for i, r := range res {
+		if r.status != 200 {
+			t.Fatalf("request %d: got %d %q, want 200 after a retry on the live endpoint", i, r.status, r.reason)
+		}
+	}
+	if got := live.attempts.Load(); got != 50 {
+		t.Errorf("live endpoint saw %d requests, want 50", got)
+	}
+}

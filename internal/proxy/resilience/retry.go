@@ -23,7 +23,6 @@ type Retry struct {
 	retryable    bool
 	statuses     map[int]bool
 	grpc         map[int]bool
-	onConnect    bool
 	maxBodyBytes int64
 	backoffBase  time.Duration
 }
@@ -41,7 +40,6 @@ func NewRetry(p *meshv1.RetryPolicy) *Retry {
 		retryable:    p.GetRetryable(),
 		statuses:     map[int]bool{},
 		grpc:         map[int]bool{},
-		onConnect:    p.GetOnConnectFailure(),
 		maxBodyBytes: int64(p.GetMaxBodyBytes()),
 		backoffBase:  time.Duration(p.GetBackoffBaseMs()) * time.Millisecond,
 	}
