@@ -31,7 +31,7 @@ func (f *installFlags) register(cmd *cobra.Command, withController bool) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.namespace, "namespace", install.DefaultNamespace, "namespace of the control plane")
 	fl.StringVar(&f.registry, "registry", install.DefaultRegistry, "registry of the weft-proxy and weft-controller images")
-	fl.StringVar(&f.imageTag, "image-tag", imageTag(version()), "tag of the images (default: this weft's version)")
+	fl.StringVar(&f.imageTag, "image-tag", imageTag(version()), "tag of the images (this weft's version unless given)")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "image pull policy: Always, IfNotPresent or Never (Never for images imported into the nodes' runtime)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level of the controller and the proxies: debug, info, warn or error")
 	fl.StringVar(&f.trustDomain, "trust-domain", "cluster.local", "trust domain of the mesh's SPIFFE IDs")
