@@ -3,6 +3,8 @@ package file
 import (
 	"strings"
 	"testing"
+
+	"weft.dev/weft/internal/control/resilience"
 )
 
 func TestResilienceDocumentErrors(t *testing.T) {
@@ -43,4 +45,47 @@ func TestResilienceDocumentErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzDecodeResilience(f *testing.F) {
+	const head = "apiVersion: policy.weft.dev/v1alpha1\nmetadata: {name: p}\n"
+	f.Add([]byte(head + "kind: RetryPolicy\nspec: {targetRef: {name: api}, maxAttempts: 3, perTryTimeout: 200ms, retryOn: [5xx, unavailable, \"429\"], retryable: true, budget: {ratio: 0.2, minPerSecond: 10}}\n"))
+	f.Add([]byte(head + "kind: CircuitBreaker\nspec: {targetRef: {name: api}, consecutiveFailures: 5, baseEjectionTime: 1s, maxEjectionTime: 1m, maxPendingRequests: 10}\n"))
+	f.Add([]byte(head + "kind: FaultInjection\nspec: {targetRef: {kind: HTTPRoute, name: r}, path: /x, delay: {percent: 1.5, duration: 1s}, abort: {percent: 10, httpStatus: 503, grpcStatus: 14}}\n"))
+	f.Add([]byte(head + "kind: RateLimit\nspec: {targetRef: {name: api}, requestsPerSecond: 2.5, burst: 3, overrides: [{clients: [web, ops/batch], requestsPerSecond: 9}]}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs, err := Decode(data)
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			switch p := r.Spec.(type) {
+			case *resilience.Retry:
+				if p.MaxAttempts < 1 || p.MaxAttempts > 10 || p.PerTryTimeout < 0 || p.BudgetRatio < 0 {
+					t.Fatalf("accepted %+v", p)
+				}
+				for _, s := range p.OnStatus {
+					if s < 100 || s > 599 {
+						t.Fatalf("accepted status %d", s)
+					}
+				}
+			case *resilience.Fault:
+				if p.AbortPercent < 0 || p.AbortPercent > 100 || p.DelayPercent < 0 || p.DelayPercent > 100 || p.Delay < 0 ||
+					p.AbortHTTPStatus != 0 && (p.AbortHTTPStatus < 100 || p.AbortHTTPStatus > 599) {
+					t.Fatalf("accepted %+v", p)
+				}
+			case *resilience.RateLimit:
+				if p.RequestsPerSecond <= 0 {
+					t.Fatalf("accepted %+v", p)
+				}
+				for _, o := range p.Overrides {
+					for _, c := range o.Clients {
+						if !strings.HasPrefix(c, "spiffe://") {
+							t.Fatalf("client %q not resolved to a SPIFFE ID", c)
+						}
+					}
+				}
+			}
+		}
+	})
 }
