@@ -43,9 +43,6 @@ type Answer struct {
 	Header []HeaderField
 }
 
-// empty reports whether the edit changes nothing.
-func (e *HeaderEdit) empty() bool { return len(e.Set)+len(e.Add)+len(e.Remove) == 0 }
-
 // drops reports whether a received field named name is not forwarded
 // because the edit sets or removes it.
 func (e *HeaderEdit) drops(name string) bool {
