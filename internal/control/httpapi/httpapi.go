@@ -91,6 +91,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("/api/v1/resources/{kind}/{namespace}/{name}", h.method(http.MethodDelete, h.deleteResource))
 	h.mux.HandleFunc("/api/v1/stat", h.method(http.MethodGet, h.stat))
 	h.mux.HandleFunc("/api/v1/edges", h.method(http.MethodGet, h.edges))
+	h.mux.HandleFunc("/api/v1/routes", h.method(http.MethodGet, h.routes))
 	h.ident = cfg.Identity
 	h.mux.HandleFunc("/api/v1/identity", h.method(http.MethodGet, h.identity))
 	h.mux.HandleFunc("/api/v1/authz/check", h.method(http.MethodPost, h.authzCheck))
