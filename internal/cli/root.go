@@ -81,6 +81,7 @@ Run a local mesh with "weft up", then use "weft check", "weft stat" and
 	root.PersistentFlags().StringVar(&e.stateDir, "state-dir", "", "state directory of the local mesh (default $XDG_STATE_HOME/weft or ~/.local/state/weft)")
 	root.AddCommand(e.upCmd(), e.applyCmd(), e.getCmd(), e.deleteCmd(), e.checkCmd(), e.statCmd(), e.edgesCmd(), e.versionCmd())
 	root.AddCommand(e.authzCmd())
+	root.AddCommand(e.routesCmd())
 	root.AddCommand(e.identityCmd())
 	root.AddCommand(e.installCmd(), e.uninstallCmd(), e.injectCmd(), e.imagesCmd())
 	return root
