@@ -80,6 +80,17 @@ func NewPool(cfg PoolConfig) *Pool {
 	return &Pool{cfg: cfg}
 }
 
+// SetIdleTimeout changes IdleTimeout (d <= 0 restores the default) for
+// connections handed back from now on.
+func (p *Pool) SetIdleTimeout(d time.Duration) {
+	if d <= 0 {
+		d = defaultPoolIdle
+	}
+	p.mu.Lock()
+	p.cfg.IdleTimeout = d
+	p.mu.Unlock()
+}
+
 // Addr returns the endpoint's address as configured.
 func (p *Pool) Addr() string { return p.cfg.Addr }
 
@@ -162,6 +173,10 @@ func (p *Pool) dial(ctx context.Context) (*upstreamConn, error) {
 	c, err := p.cfg.Dial(dctx)
 	cancel()
 	if err != nil {
+		var pe *proxyerr.Error
+		if errors.As(err, &pe) {
+			return nil, pe // the dialer's own answer (a connection limit)
+		}
 		return nil, dialError(p.cfg.Addr, p.cfg.ConnectTimeout, err)
 	}
 	return &upstreamConn{conn: c, br: getReader(c), bw: getWriter(c), pool: p}, nil

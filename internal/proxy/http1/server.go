@@ -36,6 +36,10 @@ type Server struct {
 	// IdleTimeout closes a keep-alive client connection that sends no new
 	// request for this long; default 90s.
 	IdleTimeout time.Duration
+	// IdleTimeoutFunc, if not nil, is asked once per connection and
+	// overrides IdleTimeout when it returns more than 0 (the
+	// destination's configured idle timeout). It must not block.
+	IdleTimeoutFunc func() time.Duration
 	// MaxHeaderBytes bounds a request head; larger ones are answered 431.
 	// Default DefaultMaxHeaderBytes (64 KiB).
 	MaxHeaderBytes int
@@ -116,6 +120,11 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	}
 	if cc.hdrTimeout <= 0 {
 		cc.hdrTimeout = defaultReadHeaderTimeout
+	}
+	if s.IdleTimeoutFunc != nil {
+		if d := s.IdleTimeoutFunc(); d > 0 {
+			cc.idleTime = d
+		}
 	}
 	if cc.idleTime <= 0 {
 		cc.idleTime = defaultIdleTimeout

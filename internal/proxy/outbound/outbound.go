@@ -121,7 +121,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: log, ready: make(chan struct{})}
 	cfg.Balance.OnEject = s.onEject(cfg.Balance.OnEject)
 	s.bal = balance.New(cfg.Balance)
-	s.http1 = &http1.Server{Router: s, Logger: log}
+	s.http1 = &http1.Server{Router: s, Logger: log, IdleTimeoutFunc: s.idleTimeout}
 	s.h2 = h2.NewServer(h2.Config{Router: h2Router{s}, Logger: log})
 	return s
 }
@@ -237,6 +237,7 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 			next.upstreams[t.Address] = upstream.New(t.Address, t.Identity, t.Meshed, s.cfg.Transport, s.bal.Endpoint(t.Address))
 		}
 	}
+	next.pol.applyLimits(next.upstreams)
 	var stale []*upstream.Upstream
 	if old != nil {
 		for addr, u := range old.upstreams {

@@ -30,6 +30,8 @@ type policy struct {
 	spec     *meshv1.Resilience
 	budget   *resilience.Budget
 	gate     *resilience.Gate
+	conns    *resilience.ConnGate                 // nil when connections are not bounded
+	idle     time.Duration                        // of client and upstream connections; 0: defaults
 	def      ruleResilience                       // for requests no rule covers
 	rules    map[*meshv1.RouteRule]ruleResilience // compiled once per snapshot
 	counters *metrics.Resilience
@@ -71,11 +73,41 @@ func (s *Server) compilePolicy(old *policy, snap *meshv1.DestinationSnapshot, se
 	} else {
 		p.gate = resilience.NewGate(r.GetMaxPendingRequests(), service)
 	}
+	if n := r.GetMaxConnections(); n > 0 {
+		if old != nil && old.conns != nil && old.spec.GetMaxConnections() == n {
+			p.conns = old.conns
+		} else {
+			p.conns = resilience.NewConnGate(n, service)
+		}
+	}
+	p.idle = time.Duration(r.GetIdleTimeoutMs()) * time.Millisecond
 	if old == nil || !proto.Equal(old.spec, r) {
 		s.bal.SetAccrual(int(r.GetConsecutiveFailures()),
 			time.Duration(r.GetBaseEjectionMs())*time.Millisecond, time.Duration(r.GetMaxEjectionMs())*time.Millisecond)
 	}
 	return p
+}
+
+// applyLimits gives the destination's upstreams its connection bound and
+// idle timeout.
+func (p *policy) applyLimits(ups map[string]*upstream.Upstream) {
+	for _, u := range ups {
+		if p.conns != nil {
+			u.SetConnGate(p.conns)
+		} else {
+			u.SetConnGate(nil)
+		}
+		u.HTTP1.SetIdleTimeout(p.idle)
+	}
+}
+
+// idleTimeout is the idle timeout of new client connections: the
+// destination's, or 0 for the server's default.
+func (s *Server) idleTimeout() time.Duration {
+	if st := s.state.Load(); st != nil {
+		return st.pol.idle
+	}
+	return 0
 }
 
 // of returns the retry and fault of a request matched by rule (nil: no

@@ -539,3 +539,90 @@ func TestConnectFailureAlwaysRetried(t *testing.T) {
 		t.Errorf("live endpoint saw %d requests, want 50", got)
 	}
 }
+
+func TestConnectionLimit(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	a := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-release
+		}
+	})
+	snap := withResilience(snapshot(1, endpoints(a)...), &meshv1.Resilience{MaxConnections: 1})
+	addr, _, _ := startOutbound(t, snap, balance.Config{})
+	held := make(chan []result, 1)
+	go func() { held <- load(t, addr, 1, 1, get("/hold")) }()
+	deadline := time.Now().Add(time.Minute) // hang guard
+	for a.attempts.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the held request never reached the backend")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The only connection allowed is busy: a second one is refused.
+	res := load(t, addr, 1, 1, get("/"))
+	want := "circuit open for " + a.addr + ": 1 connections open to api.demo (limit 1)"
+	if res[0].status != 503 || res[0].reason != want {
+		t.Errorf("got %d %q, want 503 %q", res[0].status, res[0].reason, want)
+	}
+	free()
+	if r := <-held; r[0].status != 200 {
+		t.Errorf("held request: got %d, want 200", r[0].status)
+	}
+	// Once the connection is back in the pool it serves again.
+	if res := load(t, addr, 5, 1, get("/")); res[4].status != 200 {
+		t.Errorf("after the release: got %d %q, want 200", res[4].status, res[4].reason)
+	}
+}
+
+func TestIdleTimeoutClosesConnections(t *testing.T) {
+	// The defaults (90s) exceed the hang guard: the connections close
+	// within it only because the destination's idle timeout applies.
+	const hangGuard = 30 * time.Second
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upClosed := make(chan struct{}, 16)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateClosed {
+				upClosed <- struct{}{}
+			}
+		},
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	snap := withResilience(snapshot(1, &meshv1.Endpoint{Address: ln.Addr().String()}), &meshv1.Resilience{IdleTimeoutMs: 200})
+	addr, _, _ := startOutbound(t, snap, balance.Config{})
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: api\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(hangGuard))
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
+		t.Fatalf("got %q, %v, want a 200", buf[:n], err)
+	}
+	t.Run("client connection", func(t *testing.T) {
+		if _, err := io.ReadAll(c); err != nil {
+			t.Errorf("idle client connection not closed by the proxy: %v", err)
+		}
+	})
+	t.Run("upstream connection", func(t *testing.T) {
+		select {
+		case <-upClosed:
+		case <-time.After(hangGuard):
+			t.Error("idle upstream connection not closed by the proxy")
+		}
+	})
+}

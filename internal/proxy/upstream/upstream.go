@@ -10,9 +10,11 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 
 	"weft.dev/weft/internal/proxy/balance"
@@ -32,6 +34,9 @@ type Upstream struct {
 	meshed    bool
 	transport transport.Transport
 	ep        *balance.Endpoint // nil when not balanced (the local app)
+	// gate, if set, bounds the connections of the destination (see
+	// SetConnGate).
+	gate atomic.Pointer[ConnGate]
 
 	// HTTP1 is the endpoint's HTTP/1.1 pool.
 	HTTP1 *http1.Pool
@@ -64,8 +69,61 @@ func (u *Upstream) Identity() string { return u.identity }
 // Endpoint returns the balancing state, nil for an unbalanced upstream.
 func (u *Upstream) Endpoint() *balance.Endpoint { return u.ep }
 
+// ConnGate bounds a destination's open connections (circuit breaking):
+// Open admits one or returns the error to answer, Closed releases it.
+type ConnGate interface {
+	Open(addr string) error
+	Closed()
+}
+
+// SetConnGate makes every connection dialed from now on pass g (nil: no
+// bound). A refusal is not a connect failure of the endpoint.
+func (u *Upstream) SetConnGate(g ConnGate) {
+	if g == nil {
+		u.gate.Store(nil)
+		return
+	}
+	u.gate.Store(&g)
+}
+
 // Dial opens a connection that carries proto.
 func (u *Upstream) Dial(ctx context.Context, proto transport.Proto) (net.Conn, error) {
+	var c net.Conn
+	var err error
+	if gp := u.gate.Load(); gp != nil {
+		g := *gp
+		if err := g.Open(u.addr); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if c == nil {
+				g.Closed()
+			}
+		}()
+		c, err = u.dial(ctx, proto)
+		if err != nil {
+			c = nil
+			return nil, err
+		}
+		return &gatedConn{Conn: c, gate: g}, nil
+	}
+	return u.dial(ctx, proto)
+}
+
+// gatedConn releases its place in a ConnGate once closed.
+type gatedConn struct {
+	net.Conn
+	gate ConnGate
+	once sync.Once
+}
+
+func (c *gatedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.gate.Closed)
+	return err
+}
+
+func (u *Upstream) dial(ctx context.Context, proto transport.Proto) (net.Conn, error) {
 	var c net.Conn
 	var err error
 	if u.meshed {
@@ -124,4 +182,12 @@ func (u *Upstream) Remove() {
 func (u *Upstream) Close() {
 	u.HTTP1.Close()
 	u.HTTP2.CloseIdleConnections()
+}
+
+// CloseWrite half-closes the connection when the wrapped one can.
+func (c *gatedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
