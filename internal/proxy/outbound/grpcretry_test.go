@@ -79,3 +79,30 @@ func TestGRPCRetriesOnStatus(t *testing.T) {
 		})
 	}
 }
+
+func TestGRPCFaultAbortStatus(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	healthpb.RegisterHealthServer(g, &flakyHealth{})
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	snap := withResilience(snapshot(1, &meshv1.Endpoint{Address: ln.Addr().String()}), &meshv1.Resilience{
+		DefaultFault: &meshv1.FaultInjection{AbortPercent: 100, AbortGrpcStatus: uint32(codes.ResourceExhausted), Name: "FaultInjection/demo/chaos"},
+	})
+	snap.Protocol = meshv1.Protocol_GRPC
+	addr, _, _ := startOutbound(t, snap, balance.Config{})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if got := status.Convert(err); got.Code() != codes.ResourceExhausted || got.Message() != "fault injected by FaultInjection/demo/chaos" {
+		t.Errorf("got %v, want RESOURCE_EXHAUSTED \"fault injected by FaultInjection/demo/chaos\"", err)
+	}
+}
