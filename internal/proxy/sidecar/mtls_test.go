@@ -22,7 +22,8 @@ import (
 
 // recorder is a TCP relay that records the bytes of each direction.
 type recorder struct {
-	addr string
+	addr  string
+	conns atomic.Int64 // connections relayed
 	// mu guards up and down.
 	mu       sync.Mutex
 	up, down bytes.Buffer // client to server, server to client
@@ -50,6 +51,7 @@ func startRecorder(t *testing.T, target string) *recorder {
 				c.Close()
 				continue
 			}
+			r.conns.Add(1)
 			conns.Store(c, s)
 			wg.Add(2)
 			copyRec := func(dst, src net.Conn, buf *bytes.Buffer) {
@@ -149,6 +151,25 @@ func TestBytesBetweenProxiesAreTLS(t *testing.T) {
 			t.Fatalf("curl %s: got %s %q, want 200 secret-app-name", flag, code, body)
 		}
 	}
+	// Pooled, warm connections: more requests open no new connection (no
+	// handshake per request).
+	before := rec.conns.Load()
+	h1 := &http.Client{Timeout: hangGuard}
+	for range 20 {
+		resp, err := h1.Get("http://" + out["api"] + "/who")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	h1.CloseIdleConnections()
+	if n := rec.conns.Load(); n != before || before > 2 {
+		t.Errorf("proxies opened %d connections for 22 requests (%d before the 20 last); want one per protocol, reused", n, before)
+	}
 	up, down := rec.bytes()
 	if len(up) == 0 || up[0] != 0x16 || len(down) == 0 || down[0] != 0x16 {
 		t.Fatalf("first bytes up %x, down %x; want TLS handshake records (0x16)", up[:min(len(up), 8)], down[:min(len(down), 8)])
@@ -161,10 +182,10 @@ func TestBytesBetweenProxiesAreTLS(t *testing.T) {
 	// Both sides count it as mutual TLS.
 	_, cm := client.adminGet(t, "/metrics")
 	_, sm := server.adminGet(t, "/metrics")
-	if want := `weft_requests_total{direction="outbound",service="api.default",tls="true"} 2`; !strings.Contains(cm, want) {
+	if want := "weft_requests_total{direction=\"outbound\",service=\"api.default\",tls=\"true\"} 22\n"; !strings.Contains(cm, want) {
 		t.Errorf("client metrics lack %s", want)
 	}
-	if want := `weft_requests_total{direction="inbound",service="api.default",tls="true"} 2`; !strings.Contains(sm, want) {
+	if want := "weft_requests_total{direction=\"inbound\",service=\"api.default\",tls=\"true\"} 22\n"; !strings.Contains(sm, want) {
 		t.Errorf("server metrics lack %s", want)
 	}
 }
@@ -225,7 +246,7 @@ func TestTLSModes(t *testing.T) {
 		`weft_requests_total{direction="inbound",service="api.default",tls="true"} 2`,
 		`weft_requests_total{direction="inbound",service="api.default",tls="false"} 1`,
 	} {
-		if !strings.Contains(sm, want) {
+		if !strings.Contains(sm, want+"\n") {
 			t.Errorf("server metrics lack %s", want)
 		}
 	}
