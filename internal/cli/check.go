@@ -24,6 +24,9 @@ import (
 const (
 	okMark   = "√"
 	failMark = "×"
+	// warnMark flags a problem that does not fail the check yet (a CA
+	// certificate expiring within 30 days).
+	warnMark = "‼"
 )
 
 func (e *env) checkCmd() *cobra.Command {
@@ -98,6 +101,19 @@ func (p *printer) result(title string, problems []string) bool {
 	return false
 }
 
+// warnOrFail prints problems as a warning, or as a failure when fail is
+// set; no problems is a pass.
+func (p *printer) warnOrFail(title string, problems []string, fail bool) {
+	if len(problems) == 0 || fail {
+		p.result(title, problems)
+		return
+	}
+	fmt.Fprintf(p.w, "%s %s\n", warnMark, title)
+	for _, pr := range problems {
+		fmt.Fprintf(p.w, "    %s\n", pr)
+	}
+}
+
 func (p *printer) summary() {
 	mark := okMark
 	if p.failed {
@@ -144,8 +160,9 @@ func (c *checker) run(ctx context.Context, w io.Writer) bool {
 		p.result("controller reports its certificate authority", []string{err.Error()})
 		return false
 	}
-	p.result("trust anchors are valid for at least 30 more days", c.expiring("anchor", id.Anchors))
-	p.result("issuer certificate is valid for at least 30 more days", c.expiring("issuer", []ctlapi.CertInfo{id.Issuer}))
+	p.warnOrFail("trust anchors are valid for at least 30 more days", c.expiring("anchor", id.Anchors), c.expired(id.Anchors))
+	issuer := []ctlapi.CertInfo{id.Issuer}
+	p.warnOrFail("issuer certificate is valid for at least 30 more days", c.expiring("issuer", issuer), c.expired(issuer))
 	p.result("every proxy holds a valid workload certificate", c.retry(ctx, func(ctx context.Context, st *ctlapi.Status) []string {
 		id, err := c.api.Identity(ctx)
 		if err != nil {
@@ -185,6 +202,18 @@ func (c *checker) expiring(role string, certs []ctlapi.CertInfo) []string {
 		problems = append(problems, "new roots: stop weft up, remove "+filepath.Join(filepath.Dir(c.logDir), "identity")+" (or give new --identity-* files), start it again")
 	}
 	return problems
+}
+
+// expired reports whether one of certs has expired: a failure, where
+// expiring soon is a warning.
+func (c *checker) expired(certs []ctlapi.CertInfo) bool {
+	now := c.now()
+	for _, ci := range certs {
+		if !ci.NotAfter.After(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // proxyCerts lists the proxies without a current workload certificate.

@@ -41,3 +41,29 @@ issuer:       CN=issuer, expires 2026-12-05T12:00:00Z (in 10d)
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestCheckWarnsBeforeCAExpiry(t *testing.T) {
+	now := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
+	c := &checker{clock: func() time.Time { return now }, logDir: "/state/logs"}
+	tests := []struct {
+		name       string
+		notAfter   time.Time
+		wantMark   string
+		wantFailed bool
+	}{
+		{"valid", now.Add(90 * 24 * time.Hour), okMark, false},
+		{"expires within 30 days", now.Add(10 * 24 * time.Hour), warnMark, false},
+		{"expired", now.Add(-time.Hour), failMark, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			p := &printer{w: &b}
+			certs := []ctlapi.CertInfo{{Subject: "CN=i", NotAfter: tt.notAfter}}
+			p.warnOrFail("issuer", c.expiring("issuer", certs), c.expired(certs))
+			if got := b.String(); !strings.HasPrefix(got, tt.wantMark+" issuer\n") || p.failed != tt.wantFailed {
+				t.Errorf("printed %q, failed %v; want mark %s, failed %v", got, p.failed, tt.wantMark, tt.wantFailed)
+			}
+		})
+	}
+}
