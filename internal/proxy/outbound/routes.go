@@ -17,6 +17,7 @@ import (
 	"weft.dev/weft/internal/proxy/balance"
 	"weft.dev/weft/internal/proxy/h2"
 	"weft.dev/weft/internal/proxy/http1"
+	"weft.dev/weft/internal/proxy/metrics"
 	"weft.dev/weft/internal/proxy/proxyerr"
 	"weft.dev/weft/internal/proxy/route"
 	"weft.dev/weft/internal/proxy/transport"
@@ -29,6 +30,8 @@ type routes struct {
 	table   *route.Table
 	pickers []*balance.Picker
 	mirrors []*balance.Picker
+	// metrics of each rule's route, resolved once per snapshot.
+	metrics []*metrics.Route
 }
 
 // toBalance converts a snapshot's backends; weight 0 when zeroWeight, for
@@ -62,8 +65,18 @@ func (s *Server) buildRoutes(snap *meshv1.DestinationSnapshot, backends []balanc
 	if err != nil {
 		s.log.Warn("route rules left out", "err", err)
 	}
-	rs := &routes{table: t, pickers: make([]*balance.Picker, len(t.Rules)), mirrors: make([]*balance.Picker, len(t.Rules))}
+	rs := &routes{table: t, pickers: make([]*balance.Picker, len(t.Rules)), mirrors: make([]*balance.Picker, len(t.Rules)),
+		metrics: make([]*metrics.Route, len(t.Rules))}
+	service := snap.GetService()
+	if service == "" {
+		service = s.Service()
+	}
+	byName := map[string]*metrics.Route{}
 	for _, r := range t.Rules {
+		if byName[r.Name] == nil {
+			byName[r.Name] = s.cfg.Metrics.Route(service, r.Name)
+		}
+		rs.metrics[r.Pos] = byName[r.Name]
 		if len(r.Backends) > 0 {
 			bb := toBalance(r.Backends, false)
 			rs.pickers[r.Pos] = s.bal.Picker(bb)
@@ -103,6 +116,14 @@ func (s *Server) matchHTTP2(req *http.Request) *route.Rule {
 	return st.routes.table.MatchHTTP(req)
 }
 
+// ruleMetrics returns the metrics of rule's route in st, nil if unknown.
+func ruleMetrics(st *state, rule *route.Rule) *metrics.Route {
+	if st == nil || st.routes == nil || rule.Pos >= len(st.routes.metrics) || st.routes.table.Rules[rule.Pos] != rule {
+		return nil
+	}
+	return st.routes.metrics[rule.Pos]
+}
+
 // rulePicker returns the picker of rule in st: its own backends, else the
 // destination's.
 func (s *Server) rulePicker(st *state, rule *route.Rule) picker {
@@ -122,6 +143,7 @@ func (s *Server) routeRuleHTTP1(req *http1.RequestHead, rule *route.Rule) (http1
 		status := rule.RedirectStatus()
 		loc := rule.RedirectLocation(req.Host(), req.Path(), rawQuery(req.Target()))
 		st.metrics.Response(status, false, 0)
+		ruleMetrics(st, rule).Response(false, 0)
 		return http1.Route{Answer: &http1.Answer{Status: status, Header: []http1.HeaderField{{Name: "Location", Value: loc}}}}, nil
 	}
 	start := time.Now()
@@ -131,6 +153,7 @@ func (s *Server) routeRuleHTTP1(req *http1.RequestHead, rule *route.Rule) (http1
 	}
 	if err != nil {
 		s.countRefused(st, err)
+		ruleMetrics(st, rule).Response(true, 0)
 		return http1.Route{}, err
 	}
 	edit := rule.Edit
@@ -145,10 +168,12 @@ func (s *Server) routeRuleHTTP1(req *http1.RequestHead, rule *route.Rule) (http1
 	if rule.Mirror != nil && req.ContentLength() == 0 && req.Method() != "CONNECT" {
 		s.mirrorHTTP1(st, rule, req, edit)
 	}
-	m := s.metricsOf(st, u)
+	m, rm := s.metricsOf(st, u), ruleMetrics(st, rule)
 	tmpl := http1.Route{Timeout: rule.RequestTimeout, TimeoutReason: rule.TimeoutReason, Edit: edit}
 	return s.routeHTTP1(st, u, rule.Proto, tmpl, func(status int, err error) {
-		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
+		failed, d := err != nil || status == 0 || status >= 500, time.Since(start)
+		m.Response(status, failed, d)
+		rm.Response(failed, d)
 	}), nil
 }
 
@@ -169,8 +194,10 @@ func (s *Server) routeRuleHTTP2(req *http.Request, rule *route.Rule) (h2.Target,
 		st.metrics.Request()
 		status := rule.RedirectStatus()
 		loc := rule.RedirectLocation(req.Host, req.URL.Path, req.URL.RawQuery)
+		rm := ruleMetrics(st, rule)
 		return h2.Target{Transport: redirectTransport{status: status, location: loc}, Addr: "redirect", Done: func(res h2.Result) {
 			st.metrics.Response(res.Status, res.Failure(), 0)
+			rm.Response(res.Failure(), 0)
 		}}, nil
 	}
 	st, u, err := s.pickWith(true, s.rulePicker(s.state.Load(), rule))
@@ -179,6 +206,7 @@ func (s *Server) routeRuleHTTP2(req *http.Request, rule *route.Rule) (h2.Target,
 	}
 	if err != nil {
 		s.countRefused(st, err)
+		ruleMetrics(st, rule).Response(true, 0)
 		return h2.Target{}, err
 	}
 	if h := rule.RequestHeaders; h != nil {
@@ -202,9 +230,11 @@ func (s *Server) routeRuleHTTP2(req *http.Request, rule *route.Rule) (h2.Target,
 		return u.HTTP2
 	}
 	start := time.Now()
-	m := s.metricsOf(st, u)
+	m, rm := s.metricsOf(st, u), ruleMetrics(st, rule)
 	return s.targetH2(st, u, rule.Proto, wrap, func(res h2.Result) {
-		m.Response(res.Status, res.Failure(), time.Since(start))
+		d := time.Since(start)
+		m.Response(res.Status, res.Failure(), d)
+		rm.Response(res.Failure(), d)
 	}), nil
 }
 

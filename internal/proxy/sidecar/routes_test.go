@@ -312,6 +312,16 @@ func TestRouteMatches(t *testing.T) {
 				}
 			})
 		}
+	}	// Each route counts the requests its rules took, and only those.
+	_, metrics := m.client.adminGet(t, "/metrics")
+	for _, c := range []struct{ route, want string }{
+		{"HTTPRoute/default/books-ab", "16"},
+		{"GRPCRoute/default/books-grpc", "2"},
+	} {
+		series := `weft_route_responses_total{classification="success",route="` + c.route + `",service="books.default"} `
+		if got := grep(metrics, series); got != series+c.want {
+			t.Errorf("got %q, want %q", got, series+c.want)
+		}
 	}
 }
 
