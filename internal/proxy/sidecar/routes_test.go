@@ -312,7 +312,8 @@ func TestRouteMatches(t *testing.T) {
 				}
 			})
 		}
-	} // Each route counts the requests its rules took, and only those.
+	}
+	// Each route counts the requests its rules took, and only those.
 	_, metrics := m.client.adminGet(t, "/metrics")
 	for _, c := range []struct{ route, want string }{
 		{"HTTPRoute/default/books-ab", "16"},
