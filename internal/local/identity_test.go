@@ -1,103 +1,109 @@
 package local
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
+
+	"weft.dev/weft/internal/control/identity"
 )
 
-func TestLoadIdentityKeepsRootsAndTokens(t *testing.T) {
-	state := t.TempDir()
-	first, err := loadIdentity(state, IdentityFiles{}, "cluster.local")
+func TestLoadIdentityGeneratesOnceAndKeepsTokens(t *testing.T) {
+	dir := t.TempDir()
+	first, err := loadIdentity(dir, IdentityFiles{}, "cluster.local")
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := filepath.Join(state, "identity", "issuer.key")
-	st, err := os.Stat(key)
+	key, err := os.Stat(filepath.Join(dir, "identity", "issuer.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != 0o600 {
-		t.Errorf("issuer.key mode %v, want 0600", st.Mode().Perm())
+	if key.Mode().Perm() != 0o600 {
+		t.Errorf("issuer key mode %v, want 0600", key.Mode().Perm())
 	}
-	tok, err := first.tokenFile("web-0", "default", "web")
+	path, err := first.tokenFile("web-0", "default", "web")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokBytes, err := os.ReadFile(tok)
+	tf, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := os.Stat(tok); st.Mode().Perm() != 0o600 {
-		t.Errorf("token file mode %v, want 0600", st.Mode().Perm())
+	if tf.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v, want 0600", tf.Mode().Perm())
 	}
+	tok, _ := os.ReadFile(path)
 
-	// The next weft up in the same state directory keeps roots and tokens.
-	second, err := loadIdentity(state, IdentityFiles{}, "cluster.local")
+	// A restart: same roots, the same token file proves the same identity
+	// again, and a token never proves another workload.
+	second, err := loadIdentity(dir, IdentityFiles{}, "cluster.local")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !second.issuer.Cert().Equal(first.issuer.Cert()) {
-		t.Error("a second run generated a new issuer")
+	if !bytes.Equal(second.issuer.Cert().Raw, first.issuer.Cert().Raw) {
+		t.Error("restart generated a new issuer")
 	}
-	tok2, err := second.tokenFile("web-0", "default", "web")
+	if p2, err := second.tokenFile("web-0", "default", "web"); err != nil || p2 != path {
+		t.Fatalf("tokenFile after restart: %q, %v", p2, err)
+	}
+	if tok2, _ := os.ReadFile(path); !bytes.Equal(tok, tok2) {
+		t.Error("restart replaced the token")
+	}
+	id, err := second.tokens.Authenticate(context.Background(), strings.TrimSpace(string(tok)))
+	want := identity.Identity{TrustDomain: "cluster.local", Namespace: "default", ServiceAccount: "web"}
+	if err != nil || id != want {
+		t.Errorf("token proves %v, %v; want %v", id, err, want)
+	}
+	args, err := second.proxyArgs("web-0", "default", "web")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok2Bytes, _ := os.ReadFile(tok2)
-	if tok2 != tok || string(tok2Bytes) != string(tokBytes) {
-		t.Errorf("token changed between runs: %q %q", tokBytes, tok2Bytes)
-	}
-
-	// The user's own roots are used as given.
-	dir := filepath.Join(state, "identity")
-	given, err := loadIdentity(t.TempDir(), IdentityFiles{
-		TrustAnchors: filepath.Join(dir, "ca.crt"), IssuerCert: filepath.Join(dir, "issuer.crt"), IssuerKey: key,
-	}, "cluster.local")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !given.issuer.Cert().Equal(first.issuer.Cert()) || given.anchorsPath != filepath.Join(dir, "ca.crt") {
-		t.Errorf("given roots not used: anchors %q", given.anchorsPath)
+	if got, want := strings.Join(args, " "), "--trust-anchors "+filepath.Join(dir, "identity", "ca.crt")+" --token-file "+path+" --trust-domain cluster.local"; got != want {
+		t.Errorf("proxy args %q, want %q", got, want)
 	}
 }
 
-func TestLoadIdentityWantsAllThreeFiles(t *testing.T) {
-	_, err := loadIdentity(t.TempDir(), IdentityFiles{TrustAnchors: "ca.crt"}, "cluster.local")
-	want := "give all of --identity-trust-anchors, --identity-issuer-cert and --identity-issuer-key, or none (weft up then generates them)"
-	if err == nil || err.Error() != want {
-		t.Errorf("err %v, want %q", err, want)
-	}
-}
-
-func TestPlanGivesProxiesTheirIdentity(t *testing.T) {
-	state := t.TempDir()
-	mi, err := loadIdentity(state, IdentityFiles{}, "cluster.local")
+func TestLoadIdentityUserFiles(t *testing.T) {
+	anchor, cert, key, err := identity.GenerateRoots("cluster.local", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Mesh{Path: "m.yaml", Dir: "/m", Expose: []Expose{{Service: "web", Port: 8080}},
-		Workloads: []Workload{{Name: "web", Command: []string{"/bin/web"}}}}
-	p, err := buildPlan(m, planEnv{ProxyBin: "/bin/weft-proxy", LogDir: "/logs", ControllerGRPC: "127.0.0.1:1",
-		TrustDomain: "cluster.local", Identity: mi, FreePort: counter()})
-	if err != nil {
-		t.Fatal(err)
+	src := t.TempDir()
+	files := IdentityFiles{
+		TrustAnchors: filepath.Join(src, "ca.crt"), IssuerCert: filepath.Join(src, "issuer.crt"), IssuerKey: filepath.Join(src, "issuer.key"),
 	}
-	anchors := filepath.Join(state, "identity", "ca.crt")
-	for _, u := range []unitPlan{p.instances[0].proxy, p.ingresses[0]} {
-		args := strings.Join(u.spec.Args, " ")
-		id := strings.TrimSuffix(u.name, ".proxy")
-		tokenFile := filepath.Join(state, "identity", "tokens", id+".token")
-		if !strings.Contains(args, "--trust-anchors "+anchors) || !strings.Contains(args, "--token-file "+tokenFile) {
-			t.Errorf("%s args lack its identity: %s", u.name, args)
-		}
-		if _, err := os.Stat(tokenFile); err != nil {
-			t.Errorf("%s: %v", u.name, err)
+	for p, b := range map[string][]byte{files.TrustAnchors: anchor, files.IssuerCert: cert, files.IssuerKey: key} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if slices.Contains(p.instances[0].app.spec.Args, "--token-file") {
-		t.Error("the application got the proxy's token")
+	tests := []struct {
+		name    string
+		files   IdentityFiles
+		wantErr string
+	}{
+		{"all three", files, ""},
+		{"only anchors", IdentityFiles{TrustAnchors: files.TrustAnchors}, "give all of --identity-trust-anchors"},
+		{"key of another issuer", IdentityFiles{TrustAnchors: files.TrustAnchors, IssuerCert: files.IssuerCert, IssuerKey: files.TrustAnchors}, "--identity-* files"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mi, err := loadIdentity(t.TempDir(), tt.files, "cluster.local")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mi.anchorsPath != files.TrustAnchors {
+				t.Errorf("proxies read anchors from %s, want the user's %s", mi.anchorsPath, files.TrustAnchors)
+			}
+		})
 	}
 }
