@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +43,21 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A client proxy whose route counters grow by 10 successes and one
+	// failure, 11 ms of latency in all, between two scrapes.
+	var scrapes atomic.Int64
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := scrapes.Add(1)
+		fmt.Fprint(w, "# TYPE weft_route_responses_total counter\n# TYPE weft_route_response_latency_seconds histogram\n")
+		fmt.Fprintf(w, "weft_route_response_latency_seconds_bucket{route=\"HTTPRoute/default/books-ab\",service=\"books.default\",le=\"+Inf\"} %d\n", 11*n)
+		fmt.Fprintf(w, "weft_route_responses_total{classification=\"success\",route=\"HTTPRoute/default/books-ab\",service=\"books.default\"} %d\n", 10*n)
+		fmt.Fprintf(w, "weft_route_responses_total{classification=\"failure\",route=\"HTTPRoute/default/books-ab\",service=\"books.default\"} %d\n", n)
+		fmt.Fprintf(w, "weft_route_responses_total{classification=\"success\",route=\"HTTPRoute/default/other\",service=\"other.default\"} %d\n", 100*n)
+		fmt.Fprintf(w, "weft_route_response_latency_seconds_sum{route=\"HTTPRoute/default/books-ab\",service=\"books.default\"} %g\n", 0.011*float64(n))
+		fmt.Fprintf(w, "weft_route_response_latency_seconds_count{route=\"HTTPRoute/default/books-ab\",service=\"books.default\"} %d\n", 11*n)
+	}))
+	defer admin.Close()
+	store.SetProxy(config.Proxy{ID: "web-0", Service: "web", AdminAddr: strings.TrimPrefix(admin.URL, "http://")})
 	if _, err := store.Apply(rs); err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +79,7 @@ spec:
 		"HTTPRoute/default/books-ab   1      *                      v1=90 (1 ready), v2=10 (1 ready)",
 		"2s",
 		"success 99.50%, 10.0rps, latency p50 2.5ms",
+		"HTTPRoute/default/books-ab   90.91%    11.0rps   1.0ms",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
