@@ -201,11 +201,7 @@ func (s identityStatus) IdentityStatus() httpapi.IdentityResponse {
 	}
 	snap := c.cfg.Store.Snapshot()
 	byID := map[string]*httpapi.WorkloadIdentity{}
-	add := func(svc, ns string) *httpapi.WorkloadIdentity {
-		if ns == "" {
-			ns = config.DefaultNamespace
-		}
-		id := config.SpiffeID(c.ca.TrustDomain(), ns, svc)
+	add := func(id, svc, ns string) *httpapi.WorkloadIdentity {
 		w := byID[id]
 		if w == nil {
 			w = &httpapi.WorkloadIdentity{Service: svc, Namespace: ns, Identity: id, Proxies: []httpapi.ProxyLeaf{}}
@@ -213,21 +209,27 @@ func (s identityStatus) IdentityStatus() httpapi.IdentityResponse {
 		}
 		return w
 	}
-	for _, svc := range snap.Services {
-		for _, ep := range svc.Endpoints {
-			if ep.Meshed && ep.Identity != "" {
-				add(svc.Name, svc.Namespace)
-			}
-		}
-	}
+	// Proxies first: a workload is named by its proxies' service; a
+	// service whose endpoints belong to it (a version subset) adds no row.
 	for _, p := range snap.Proxies {
-		w := add(p.Service, p.Namespace)
+		ns := p.Namespace
+		if ns == "" {
+			ns = config.DefaultNamespace
+		}
+		w := add(config.SpiffeID(c.ca.TrustDomain(), ns, p.Service), p.Service, ns)
 		pl := httpapi.ProxyLeaf{ID: p.ID}
 		if r, ok := c.leaves.get(p.ID); ok {
 			na, is := r.notAfter, r.issued
 			pl.CertNotAfter, pl.IssuedAt = &na, &is
 		}
 		w.Proxies = append(w.Proxies, pl)
+	}
+	for _, svc := range snap.Services {
+		for _, ep := range svc.Endpoints {
+			if ep.Meshed && ep.Identity != "" {
+				add(ep.Identity, svc.Name, svc.Namespace)
+			}
+		}
 	}
 	for _, w := range byID {
 		slices.SortFunc(w.Proxies, func(a, b httpapi.ProxyLeaf) int { return strings.Compare(a.ID, b.ID) })

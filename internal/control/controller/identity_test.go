@@ -123,6 +123,9 @@ func TestIdentityAPI(t *testing.T) {
 	store := memory.New("")
 	store.SetProxy(config.Proxy{ID: "web-0", Service: "web", Namespace: "default"})
 	store.SetProxy(config.Proxy{ID: "web-1", Service: "web", Namespace: "default"})
+	// A version subset of web: its endpoints are web's, no row of its own.
+	store.SetService(config.Service{Name: "web-v1", Namespace: "default", Endpoints: []config.Endpoint{
+		{Address: "127.0.0.1:1", Meshed: true, Ready: true, Identity: "spiffe://cluster.local/ns/default/sa/web"}}})
 	c := run(t, store)
 	mgr := certify(t, c, "web-0", "web")
 
