@@ -1,7 +1,9 @@
 // Package inbound is the proxy's server side: a listener in front of the
-// local application. A connection from another proxy announces its
-// protocol through the transport; any other connection is classified by
-// the declared protocol of the port, else by detection. HTTP/1.1 goes
+// local application. A connection from another proxy is mutual TLS
+// terminated by the transport, which gives its protocol (ALPN) and the
+// caller's verified identity; any other connection is refused on a strict
+// port (tls_mode STRICT) and otherwise classified by the declared protocol
+// of the port, else by detection, with no identity. HTTP/1.1 goes
 // through the http1 server to a pool of connections to the application,
 // HTTP/2 and gRPC through h2 (h2c to the application), anything else is
 // forwarded as opaque TCP.
