@@ -25,7 +25,7 @@ func (b *P2C) Picker(backends []Backend) *Picker {
 			}
 			ep := b.states[t.Address]
 			if ep == nil {
-				ep = &Endpoint{cfg: &b.cfg}
+				ep = &Endpoint{cfg: &b.cfg, acc: &b.acc}
 				tc := t
 				if tc.Weight == 0 {
 					tc.Weight = 1

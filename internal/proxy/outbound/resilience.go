@@ -173,11 +173,12 @@ func accrue(ep *balance.Endpoint, status int, err error) {
 	}
 }
 
-// pickOther picks an endpoint for a retry, preferring one not tried yet.
-func (s *Server) pickOther(tried []string) (*upstream.Upstream, error) {
+// pickOther picks an endpoint for a retry among pk's (the rule's
+// backends, else the destination's), preferring one not tried yet.
+func (s *Server) pickOther(pk picker, tried []string) (*upstream.Upstream, error) {
 	var fallback *upstream.Upstream
 	for range 4 {
-		_, u, err := s.pick(false)
+		_, u, err := s.pickWith(false, pk)
 		if err != nil {
 			break
 		}
@@ -217,6 +218,21 @@ func contains(ss []string, s string) bool {
 func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteRule, tmpl http1.Route, finish func(status int, err error)) http1.Route {
 	p := st.pol
 	retry := p.of(rule).retry
+	if retry == nil {
+		// The common case: one attempt, one closure.
+		ep := u.Endpoint()
+		start := ep.Start()
+		r := tmpl
+		r.Upstream = u.HTTP1
+		r.Done = func(status int, err error) {
+			u.Release()
+			finishEndpoint(ep, start, err)
+			accrue(ep, status, err)
+			p.gate.Leave()
+			finish(status, err)
+		}
+		return r
+	}
 	begin := time.Now()
 	total := tmpl.Timeout
 	// timeout returns an attempt's timeout and the reason of its 504:
@@ -255,9 +271,6 @@ func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteR
 		}
 		return r
 	}
-	if retry == nil {
-		return attempt(u)
-	}
 	p.budget.Deposit()
 	first := attempt(u)
 	tried := []string{u.Addr()}
@@ -275,7 +288,7 @@ func (s *Server) routeHTTP1(st *state, u *upstream.Upstream, rule *meshv1.RouteR
 			return http1.Route{}, false
 		}
 		time.Sleep(wait)
-		nu, err := s.pickOther(tried)
+		nu, err := s.pickOther(s.pickerOf(st, rule), tried)
 		if err != nil {
 			return http1.Route{}, false
 		}
@@ -330,7 +343,7 @@ func (s *Server) targetH2(st *state, u *upstream.Upstream, rule *meshv1.RouteRul
 			return h2.Target{}, false
 		}
 		time.Sleep(retry.Backoff(n))
-		nu, err := s.pickOther(tried)
+		nu, err := s.pickOther(s.pickerOf(st, rule), tried)
 		if err != nil {
 			return h2.Target{}, false
 		}

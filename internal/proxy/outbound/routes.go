@@ -124,6 +124,20 @@ func ruleMetrics(st *state, rule *route.Rule) *metrics.Route {
 	return st.routes.metrics[rule.Pos]
 }
 
+// pickerOf returns the picker of the rule whose proto is rule in st (its
+// own backends), else the destination's balancer; retries use it so that
+// they stay on the rule's backends.
+func (s *Server) pickerOf(st *state, rule *meshv1.RouteRule) picker {
+	if rule != nil && st != nil && st.routes != nil {
+		for _, r := range st.routes.table.Rules {
+			if r.Proto == rule {
+				return s.rulePicker(st, r)
+			}
+		}
+	}
+	return s.bal
+}
+
 // rulePicker returns the picker of rule in st: its own backends, else the
 // destination's.
 func (s *Server) rulePicker(st *state, rule *route.Rule) picker {

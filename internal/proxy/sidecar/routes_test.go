@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ type routeApp struct {
 	got     chan *http.Request
 	release chan struct{}
 	once    sync.Once
+	failed  atomic.Bool // /fail-once has failed
 }
 
 func startRouteApp(t testing.TB, name string) *routeApp {
@@ -54,6 +56,12 @@ func startRouteApp(t testing.TB, name string) *routeApp {
 			case <-a.release:
 			}
 			return
+		case "/fail-once":
+			if a.failed.CompareAndSwap(false, true) {
+				w.Header().Set("Served-By", a.name)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
 		case "/mirror":
 			select {
 			case a.got <- r:
@@ -590,4 +598,28 @@ func TestRouteUpdateLatency(t *testing.T) {
 		worst = max(worst, m.waitApplied(t))
 	}
 	t.Logf("slowest weight change applied by the proxy after %s", worst)
+}
+
+// TestRouteRetryStaysOnRuleBackends checks that a rule's retries go to
+// the rule's backends, not to the service's.
+func TestRouteRetryStaysOnRuleBackends(t *testing.T) {
+	m := startRouteMesh(t)
+	m.apply(t, `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books-retry}
+spec:
+  parentRefs: [{kind: Service, name: books}]
+  rules:
+  - matches: [{path: {value: /fail-once}}]
+    backendRefs: [{name: v2}]
+    retry: {attempts: 2, codes: [503]}
+`)
+	got := m.do(t, m.h1, "GET", "/fail-once", nil)
+	if got.code != 200 || got.header.Get("Served-By") != "v2" {
+		t.Errorf("got %d from %q, want 200 from v2 (its second try)", got.code, got.header.Get("Served-By"))
+	}
+	if !m.apps["v2"].failed.Load() {
+		t.Error("v2 never failed: the retry was not exercised")
+	}
 }
