@@ -278,6 +278,8 @@ type Endpoint struct {
 	target   atomic.Pointer[Target]
 	pending  atomic.Int64
 	ejecting atomic.Bool
+	// failing mirrors failures > 0, so a success need not lock.
+	failing atomic.Bool
 
 	// mu guards the latency average and the failure accrual below.
 	mu       sync.Mutex
@@ -352,6 +354,7 @@ func (e *Endpoint) fail(connect bool) {
 	a := e.acc.Load()
 	e.mu.Lock()
 	e.failures++
+	e.failing.Store(true)
 	e.connect = connect
 	if e.failures < a.threshold {
 		e.mu.Unlock()
@@ -384,6 +387,9 @@ func (e *Endpoint) ConnectSucceeded() {
 
 // ResponseSucceeded resets failure accrual: a probe readmits the endpoint.
 func (e *Endpoint) ResponseSucceeded() {
+	if !e.failing.Load() {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.failures > 0 {
@@ -397,6 +403,7 @@ func (e *Endpoint) reset() {
 	e.backoff = 0
 	e.ejectedTo = time.Time{}
 	e.ejecting.Store(false)
+	e.failing.Store(false)
 }
 
 // claimProbe is called for the picked endpoint: when its ejection is over
