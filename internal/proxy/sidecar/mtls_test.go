@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,8 +17,11 @@ import (
 	"time"
 
 	meshv1 "weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/control/identity"
 	"weft.dev/weft/internal/control/identity/identitytest"
+	"weft.dev/weft/internal/mtls"
 	"weft.dev/weft/internal/proxy/sidecar"
+	"weft.dev/weft/internal/proxy/transport"
 )
 
 // recorder is a TCP relay that records the bytes of each direction.
@@ -426,4 +430,117 @@ func TestNotReadyWithoutCertificate(t *testing.T) {
 	if got, _ := io.ReadAll(c); len(got) != 0 || app.hits.Load() != 0 {
 		t.Errorf("uncertified proxy answered %q; app hits %d", got, app.hits.Load())
 	}
+}
+
+// TestIssuerRotationUnderLoad rotates the trust anchor and the issuer in
+// the three steps of identity.CA.Rotate while HTTP requests and new
+// opaque connections flow between two proxies with short certificates:
+// none fails, and at the end both proxies hold certificates of the new
+// issuer and trust only the new anchor.
+func TestIssuerRotationUnderLoad(t *testing.T) {
+	app := startHTTPApp(t, "app")
+	echo := startEcho(t)
+	ctlAddr, ctl, server, client, out := twoProxies(t, 6*time.Second, []string{"api", "echo"}, app.addr, echo)
+	v, _ := pkis.Load(ctlAddr)
+	pki := v.(*identitytest.PKI)
+	in := server.InboundAddrs()
+	ctl.SetInbound("api-0", &meshv1.InboundSnapshot{Version: 1, Known: true, Service: "api.default", Ports: []*meshv1.InboundPort{
+		{Port: portOf(t, echo), Protocol: meshv1.Protocol_TCP}}})
+	ctl.SetDestination("api", dest("api", "api.default", 1, 0, endpoints(apiID, in[0])))
+	ctl.SetDestination("echo", dest("echo", "echo.default", 1, meshv1.Protocol_TCP, endpoints(apiID, in[1])))
+	server.waitReady(t)
+	client.waitReady(t)
+	client.waitDestination(t, "api.default", 1, 1)
+	client.waitDestination(t, "echo.default", 1, 1)
+
+	l := startLoad(t, "http://"+out["api"]+"/who", 2)
+	var tcpOK, tcpFailed atomic.Int64
+	var lastTCPErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if err := echoOnce(out["echo"]); err != nil {
+				tcpFailed.Add(1)
+				lastTCPErr.Store(err.Error())
+			} else {
+				tcpOK.Add(1)
+			}
+		}
+	}()
+	renewals := func(p *proxy) int {
+		_, m := p.adminGet(t, "/metrics")
+		match := regexp.MustCompile(`(?m)^weft_identity_renewals_total (\d+)`).FindStringSubmatch(m)
+		if match == nil {
+			t.Fatalf("no weft_identity_renewals_total in %s", p.AdminAddr())
+		}
+		n, _ := strconv.Atoi(match[1])
+		return n
+	}
+	// renewedAll waits until both proxies renewed twice more: at least one
+	// full renewal under the new configuration each.
+	renewedAll := func(step string) {
+		t.Helper()
+		s0, c0 := renewals(server), renewals(client)
+		deadline := time.Now().Add(hangGuard)
+		for renewals(server) < s0+2 || renewals(client) < c0+2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: proxies did not renew", step)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	newAnchor, newCert, newKey, err := identity.GenerateRoots(identitytest.TrustDomain, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := append(append([]byte(nil), pki.AnchorPEM...), newAnchor...)
+	steps := []struct {
+		name            string
+		anchors         []byte
+		issuerCert, key []byte
+	}{
+		{"1 old issuer, both anchors", both, pki.IssuerCertPEM, pki.IssuerKeyPEM},
+		{"2 new issuer, both anchors", both, newCert, newKey},
+		{"3 new issuer, new anchor only", newAnchor, newCert, newKey},
+	}
+	for _, st := range steps {
+		is, err := identity.LoadIssuer(st.anchors, st.issuerCert, st.key)
+		if err != nil {
+			t.Fatalf("step %s: %v", st.name, err)
+		}
+		if err := pki.CA.Rotate(is); err != nil {
+			t.Fatalf("step %s: %v", st.name, err)
+		}
+		renewedAll(st.name)
+	}
+	close(stop)
+	wg.Wait()
+	l.end()
+	if f := l.failures.Load(); f != 0 || l.ok.Load() == 0 {
+		t.Errorf("%d HTTP requests failed, %d succeeded (last error: %s)", f, l.ok.Load(), l.lastErr)
+	}
+	if f := tcpFailed.Load(); f != 0 || tcpOK.Load() == 0 {
+		t.Errorf("%d opaque connections failed, %d succeeded (last error: %v)", f, tcpOK.Load(), lastTCPErr.Load())
+	}
+	// The server proxy now presents a certificate of the new issuer: a
+	// client trusting only the new anchor accepts it.
+	newOnly, err := mtls.ParseBundlePEM(newAnchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	c, err := transport.NewMTLS(pki.Leaf(t, "web"), newOnly).Dial(ctx, in[1], apiID, transport.TCP)
+	if err != nil {
+		t.Fatalf("after rotation, the server's certificate does not chain to the new anchor alone: %v", err)
+	}
+	c.Close()
 }

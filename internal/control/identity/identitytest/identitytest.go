@@ -32,6 +32,8 @@ type PKI struct {
 	CA        *identity.CA
 	Tokens    *identity.JoinTokens
 	AnchorPEM []byte
+	// IssuerCertPEM and IssuerKeyPEM are the issuer's, for rotation tests.
+	IssuerCertPEM, IssuerKeyPEM []byte
 }
 
 // New generates roots and a CA whose leaves live for lifetime (zero: the
@@ -50,7 +52,7 @@ func New(t testing.TB, lifetime time.Duration) *PKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &PKI{CA: ca, Tokens: identity.NewJoinTokens(), AnchorPEM: anchor}
+	return &PKI{CA: ca, Tokens: identity.NewJoinTokens(), AnchorPEM: anchor, IssuerCertPEM: cert, IssuerKeyPEM: key}
 }
 
 // ID returns the SPIFFE ID of service account sa in namespace default.
