@@ -158,18 +158,20 @@ func (s *Server) admit(st *state, u *upstream.Upstream, rule *meshv1.RouteRule, 
 
 // accrue reports an attempt's outcome to the endpoint's failure accrual.
 // A failed connect was counted by the upstream already.
+// A connection limit of the proxy's own is not the endpoint's failure,
+// nor is a client that went away.
 func accrue(ep *balance.Endpoint, status int, err error) {
+	var pe *proxyerr.Error
 	switch {
+	case errors.As(err, &pe):
+		if strings.HasPrefix(pe.Reason, "connect to ") || strings.HasPrefix(pe.Reason, "circuit open") {
+			return
+		}
+		ep.ResponseFailed()
 	case status >= 500:
 		ep.ResponseFailed()
 	case status > 0:
 		ep.ResponseSucceeded()
-	case err != nil:
-		var pe *proxyerr.Error
-		if errors.As(err, &pe) && strings.HasPrefix(pe.Reason, "connect to ") {
-			return
-		}
-		ep.ResponseFailed()
 	}
 }
 
@@ -364,10 +366,10 @@ func finishEndpoint(ep *balance.Endpoint, start time.Time, err error) time.Durat
 // accrueH2 reports an HTTP/2 exchange's outcome to failure accrual.
 func accrueH2(ep *balance.Endpoint, res h2.Result) {
 	switch {
+	case res.ProxyError:
+		accrue(ep, 0, res.Err)
 	case res.Status >= 500 || res.GRPCStatus == resilience.GRPCUnavailable:
 		ep.ResponseFailed()
-	case res.Err != nil && res.ProxyError:
-		accrue(ep, 0, res.Err)
 	case res.Status > 0:
 		ep.ResponseSucceeded()
 	}

@@ -550,8 +550,8 @@ func TestConnectionLimit(t *testing.T) {
 			<-release
 		}
 	})
-	snap := withResilience(snapshot(1, endpoints(a)...), &meshv1.Resilience{MaxConnections: 1})
-	addr, _, _ := startOutbound(t, snap, balance.Config{})
+	snap := withResilience(snapshot(1, endpoints(a)...), &meshv1.Resilience{MaxConnections: 1, ConsecutiveFailures: 1})
+	addr, reg, _ := startOutbound(t, snap, balance.Config{})
 	held := make(chan []result, 1)
 	go func() { held <- load(t, addr, 1, 1, get("/hold")) }()
 	deadline := time.Now().Add(time.Minute) // hang guard
@@ -574,6 +574,10 @@ func TestConnectionLimit(t *testing.T) {
 	// Once the connection is back in the pool it serves again.
 	if res := load(t, addr, 5, 1, get("/")); res[4].status != 200 {
 		t.Errorf("after the release: got %d %q, want 200", res[4].status, res[4].reason)
+	}
+	// The proxy's own limit is not the endpoint's failure.
+	if got := counter(t, reg, "weft_endpoint_ejections_total"); got != 0 {
+		t.Errorf("weft_endpoint_ejections_total = %v, want 0", got)
 	}
 }
 
