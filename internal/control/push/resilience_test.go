@@ -130,3 +130,70 @@ func containsLine(s, line string) bool {
 	}
 	return false
 }
+
+func TestRoutePoliciesFillTheirRules(t *testing.T) {
+	f := start(t)
+	f.store.SetService(config.Service{Name: "api", Endpoints: []config.Endpoint{ready("127.0.0.1:9001")}})
+	rs, err := file.Decode([]byte(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api-reads}
+spec:
+  parentRefs: [{kind: Service, name: api}]
+  rules:
+  - matches: [{method: GET}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api-writes}
+spec:
+  parentRefs: [{kind: Service, name: api}]
+  rules:
+  - matches: [{method: POST}]
+---
+apiVersion: policy.weft.dev/v1alpha1
+kind: RetryPolicy
+metadata: {name: reads-retry}
+spec:
+  targetRef: {name: api}
+  route: api-reads
+  maxAttempts: 2
+  retryOn: [connect-failure]
+---
+apiVersion: policy.weft.dev/v1alpha1
+kind: FaultInjection
+metadata: {name: writes-chaos}
+spec:
+  targetRef: {kind: HTTPRoute, name: api-writes}
+  abort: {percent: 50, httpStatus: 500}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Apply(rs); err != nil {
+		t.Fatal(err)
+	}
+	m := Destination(f.store.Snapshot(), "api.default", "api")
+	got := map[string]string{}
+	for _, r := range m.GetRoutes() {
+		got[r.GetRoute()] = ""
+		if r.GetRetry() != nil {
+			got[r.GetRoute()] += "retry:" + r.GetRetry().GetName()
+		}
+		if r.GetFault() != nil {
+			got[r.GetRoute()] += "fault:" + r.GetFault().GetName()
+		}
+	}
+	want := map[string]string{
+		"HTTPRoute/default/api-reads":  "retry:RetryPolicy/default/reads-retry",
+		"HTTPRoute/default/api-writes": "fault:FaultInjection/default/writes-chaos",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("rule of %s: got %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	if m.GetResilience().GetDefaultRetry() != nil || m.GetResilience().GetDefaultFault() != nil {
+		t.Errorf("route policies leaked into the service defaults: %v", m.GetResilience())
+	}
+}
