@@ -41,6 +41,13 @@ type Route struct {
 	// Answer, if not nil, is sent to the client instead of forwarding;
 	// Upstream is then not used.
 	Answer *Answer
+	// MirrorBody, if not nil, receives a copy of the request body (a
+	// route's mirror): a body with a Content-Length of at most
+	// MaxMirrorBody is read whole before it is forwarded and given to
+	// MirrorBody, which must not keep the slice; a bodiless request gives
+	// nil. Larger, chunked or 100-continue bodies are streamed and
+	// MirrorBody is not called. It may be called once per attempt.
+	MirrorBody func(body []byte)
 	// Retry, if not nil, lets failed attempts be sent again (retry.go);
 	// each attempt has its own Route, and each attempt's Done is called.
 	Retry *Retry

@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"io"
 	"net/http"
 )
 
@@ -120,4 +121,42 @@ func (cc *clientConn) answerDirect(req *RequestHead, a *Answer) (int, bool, erro
 		cc.lingerClose()
 	}
 	return a.Status, keep, nil
+}
+
+// MaxMirrorBody is the largest request body given to Route.MirrorBody.
+const MaxMirrorBody = 64 << 10
+
+// mirrorBody hands a copy of req's body to fn when it is small enough,
+// reading it first unless a retry already buffered it. It returns what to
+// run once the exchange is done (nil: nothing), or the client's read
+// failure.
+func (cc *clientConn) mirrorBody(req *RequestHead, fn func([]byte)) (func(), error) {
+	switch {
+	case req.body == bodyNone:
+		fn(nil)
+		return nil, nil
+	case cc.buffered:
+		fn(cc.reqBody)
+		return nil, nil
+	case cc.try != nil:
+		// A retry streams this body: reading it here would leave later
+		// attempts without it.
+		return nil, nil
+	case req.body != bodyLength || req.contentLength > MaxMirrorBody || req.expectContinue || req.upgrade != "" || req.method == "CONNECT":
+		return nil, nil
+	}
+	if int64(cc.br.Buffered()) < req.contentLength {
+		cc.clearDeadline()
+	}
+	if int64(cap(cc.reqBody)) < req.contentLength {
+		cc.reqBody = make([]byte, req.contentLength)
+	}
+	cc.reqBody = cc.reqBody[:req.contentLength]
+	if _, err := io.ReadFull(cc.br, cc.reqBody); err != nil {
+		// The client went away or stalled mid-body.
+		return nil, &ioError{read: true, err: err}
+	}
+	cc.buffered = true
+	fn(cc.reqBody)
+	return func() { cc.buffered = false }, nil
 }

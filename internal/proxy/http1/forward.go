@@ -29,6 +29,13 @@ func (cc *clientConn) forward(req *RequestHead, route *Route) (int, bool, error)
 		return cc.answerDirect(req, route.Answer)
 	}
 	cc.edit, cc.timeoutReason = route.Edit, route.TimeoutReason
+	if route.MirrorBody != nil {
+		if done, err := cc.mirrorBody(req, route.MirrorBody); err != nil {
+			return 0, false, err
+		} else if done != nil {
+			defer done()
+		}
+	}
 	pool := route.Upstream
 	if pool == nil {
 		return cc.answerErr(req, proxyerr.New(http.StatusBadGateway, "no upstream chosen for %s", req.Host()), false)

@@ -179,11 +179,12 @@ func (s *Server) routeRuleHTTP1(req *http1.RequestHead, rule *route.Rule) (http1
 		e.Target = target
 		edit = &e
 	}
-	if rule.Mirror != nil && req.ContentLength() == 0 && req.Method() != "CONNECT" {
-		s.mirrorHTTP1(st, rule, req, edit)
+	var mirror func([]byte)
+	if rule.Mirror != nil && req.Method() != "CONNECT" {
+		mirror = s.mirrorHTTP1(st, rule, req, edit)
 	}
 	m, rm := s.metricsOf(st, u), ruleMetrics(st, rule)
-	tmpl := http1.Route{Timeout: rule.RequestTimeout, TimeoutReason: rule.TimeoutReason, Edit: edit}
+	tmpl := http1.Route{Timeout: rule.RequestTimeout, TimeoutReason: rule.TimeoutReason, Edit: edit, MirrorBody: mirror}
 	return s.routeHTTP1(st, u, rule.Proto, tmpl, func(status int, err error) {
 		failed, d := err != nil || status == 0 || status >= 500, time.Since(start)
 		m.Response(status, failed, d)
@@ -404,9 +405,12 @@ func (s *Server) goMirror(st *state, rule *route.Rule, send func(ctx context.Con
 	}()
 }
 
-// mirrorHTTP1 copies a bodiless HTTP/1 request (its head, as forwarded)
-// to the rule's mirror.
-func (s *Server) mirrorHTTP1(st *state, rule *route.Rule, req *http1.RequestHead, edit *http1.Edit) {
+// mirrorHTTP1 returns the function http1 calls with the request's body
+// (at most http1.MaxMirrorBody, read before forwarding) to send a copy of
+// the request, its head as forwarded, to the rule's mirror; nil when the
+// request cannot be mirrored. The copy is sent once, however many
+// attempts the request takes.
+func (s *Server) mirrorHTTP1(st *state, rule *route.Rule, req *http1.RequestHead, edit *http1.Edit) func([]byte) {
 	target := req.Target()
 	host := req.Host()
 	if edit != nil {
@@ -419,7 +423,7 @@ func (s *Server) mirrorHTTP1(st *state, rule *route.Rule, req *http1.RequestHead
 	}
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		return
+		return nil
 	}
 	hdr := http.Header{}
 	req.VisitHeaders(func(name, value string) {
@@ -433,8 +437,18 @@ func (s *Server) mirrorHTTP1(st *state, rule *route.Rule, req *http1.RequestHead
 		editHeader(hdr, &edit.Request)
 	}
 	method := req.Method()
+	var once sync.Once
+	return func(b []byte) { once.Do(func() { s.sendMirrorHTTP1(st, rule, method, u, host, hdr, bytes.Clone(b)) }) }
+}
+
+// sendMirrorHTTP1 sends one HTTP/1 mirror copy.
+func (s *Server) sendMirrorHTTP1(st *state, rule *route.Rule, method string, u *url.URL, host string, hdr http.Header, body []byte) {
 	s.goMirror(st, rule, func(ctx context.Context, up *upstream.Upstream) error {
-		out := (&http.Request{Method: method, URL: u, Host: host, Header: hdr, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Close: true}).WithContext(ctx)
+		out := (&http.Request{Method: method, URL: u, Host: host, Header: hdr, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Close: true,
+			Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body))}).WithContext(ctx)
+		if len(body) == 0 {
+			out.Body = http.NoBody
+		}
 		c, err := up.Dial(ctx, transport.HTTP1)
 		if err != nil {
 			return err

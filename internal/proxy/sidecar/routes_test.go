@@ -48,7 +48,8 @@ func startRouteApp(t testing.TB, name string) *routeApp {
 	t.Helper()
 	a := &routeApp{name: name, got: make(chan *http.Request, 64), release: make(chan struct{})}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
+		r.Header.Set("X-Test-Body", string(body))
 		switch r.URL.Path {
 		case "/hold":
 			select {
@@ -226,7 +227,16 @@ type reply struct {
 
 func (m *routeMesh) do(t *testing.T, c *http.Client, method, target string, hdr map[string]string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+m.out+target, nil)
+	return m.doBody(t, c, method, target, hdr, "")
+}
+
+func (m *routeMesh) doBody(t *testing.T, c *http.Client, method, target string, hdr map[string]string, body string) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://"+m.out+target, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,6 +464,21 @@ spec:
 			case r := <-mirror.got:
 				if r.URL.RequestURI() != "/mirror?n="+cl.name || r.Header.Get("X-Trace") != cl.name {
 					t.Errorf("mirror got %s with X-Trace %q", r.URL.RequestURI(), r.Header.Get("X-Trace"))
+				}
+			case <-time.After(hangGuard):
+				t.Fatal("the mirror never received the copy")
+			}
+		})
+		t.Run(cl.name+"/body", func(t *testing.T) {
+			body := strings.Repeat("mirrored body "+cl.name+" ", 1000) // 20 KiB
+			got := m.doBody(t, cl.c, "POST", "/mirror?body="+cl.name, nil, body)
+			if got.code != 200 || got.header.Get("Served-By") != "v1" {
+				t.Fatalf("caller got %d from %q, want 200 from v1", got.code, got.header.Get("Served-By"))
+			}
+			select {
+			case r := <-mirror.got:
+				if r.Method != "POST" || r.Header.Get("X-Test-Body") != body {
+					t.Errorf("mirror got %s with a body of %d bytes, want POST with the caller's %d", r.Method, len(r.Header.Get("X-Test-Body")), len(body))
 				}
 			case <-time.After(hangGuard):
 				t.Fatal("the mirror never received the copy")
