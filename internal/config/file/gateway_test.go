@@ -123,3 +123,32 @@ func TestDecodeRouteRefused(t *testing.T) {
 		})
 	}
 }
+
+func FuzzDecodeRoutes(f *testing.F) {
+	f.Add([]byte(httpRouteDoc))
+	f.Add([]byte(strings.Replace(httpRouteDoc, "/v1\n", "/v1beta1\n", 1)))
+	f.Add([]byte("apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g}\nspec:\n  parentRefs: [{kind: Service, name: a}]\n  rules: [{matches: [{method: {type: RegularExpression, service: 'a.*'}}]}]\n"))
+	f.Add([]byte("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{kind: Service, name: a}]\n  rules: [{filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /x}}}]}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs, err := Decode(data)
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			rt, ok := r.Spec.(*route.Route)
+			if !ok {
+				continue
+			}
+			if len(rt.Parents) == 0 {
+				t.Fatalf("route %s accepted without a parent", r.ID())
+			}
+			for _, rule := range rt.Rules {
+				for _, m := range rule.Matches {
+					if m.Path != nil && m.Path.Type != route.PathRegex && !strings.HasPrefix(m.Path.Value, "/") {
+						t.Fatalf("path %q accepted", m.Path.Value)
+					}
+				}
+			}
+		}
+	})
+}
