@@ -223,6 +223,8 @@ func TestLocalModeDemo(t *testing.T) {
 		t.Errorf("weft apply of a negative weight: err %v, output %q; want an error naming the weight", err, msg)
 	}
 
+	killOneReplica(t, client, frontURL, stateDir, out)
+
 	pids := ProcessesMentioning(stateDir)
 	if len(pids) < 8 {
 		t.Fatalf("only %d processes mention the state dir; want the demo's apps and proxies", len(pids))
@@ -274,4 +276,111 @@ func missingTraffic(s statJSON, want []string) []string {
 		}
 	}
 	return missing
+}
+
+// killOneReplica kills one instance of the web front end while a client
+// keeps sending requests, and checks that once the supervisor has seen the
+// exit (and removed the endpoint) every request succeeds: the proxies stop
+// sending to the dead replica. Requests that were in flight at the moment
+// of the kill may fail.
+func killOneReplica(t *testing.T, client *http.Client, frontURL, stateDir string, out *lineWatcher) {
+	t.Helper()
+	bin := filepath.Join(stateDir, "bin", "web")
+	var replicas []int
+	for _, pid := range ProcessesMentioning(bin) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.HasPrefix(string(cmdline), bin+"\x00") {
+			replicas = append(replicas, pid)
+		}
+	}
+	if len(replicas) != 2 {
+		t.Fatalf("found %d web replicas (%v), want 2", len(replicas), replicas)
+	}
+	before := webVersion(t, stateDir)
+	if err := syscall.Kill(replicas[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	out.waitFor(t, regexp.MustCompile(`exited.*restarting`), 30*time.Second, nil)
+	// The removal travels controller -> proxies through a debounced push:
+	// wait until the ingress proxy has applied a newer snapshot of web.
+	for deadline := time.Now().Add(15 * time.Second); webVersion(t, stateDir) <= before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the ingress proxy never received a new snapshot of web.default after a replica was killed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	failed := 0
+	for i := range 100 {
+		resp, err := client.Get(frontURL)
+		if err != nil {
+			t.Errorf("request %d after the replica was removed: %v", i, err)
+			failed++
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			failed++
+			t.Errorf("request %d after the replica was removed: status %d (%s)", i, resp.StatusCode, resp.Header.Get("Weft-Proxy-Error"))
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of 100 requests failed after a killed replica was removed", failed)
+	}
+}
+
+// webVersion returns the version of the web.default snapshot that the
+// ingress proxy applied, read from its admin /status as `weft check` does.
+func webVersion(t *testing.T, stateDir string) uint64 {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(stateDir, "controller.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctl struct {
+		HTTPAddr string `json:"http_addr"`
+		Token    string `json:"token"`
+	}
+	if err := json.Unmarshal(raw, &ctl); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ctl.HTTPAddr+"/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+ctl.Token)
+	var status struct {
+		Proxies []struct {
+			ID        string `json:"id"`
+			AdminAddr string `json:"admin_addr"`
+		} `json:"proxies"`
+	}
+	getJSON(t, req, &status)
+	for _, p := range status.Proxies {
+		if p.ID != "ingress-web" {
+			continue
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.AdminAddr+"/status", nil)
+		var ps struct {
+			Destinations map[string]struct {
+				Version uint64 `json:"version"`
+			} `json:"destinations"`
+		}
+		getJSON(t, req, &ps)
+		return ps.Destinations["web.default"].Version
+	}
+	t.Fatalf("no ingress-web proxy in the controller's status")
+	return 0
+}
+
+func getJSON(t *testing.T, req *http.Request, v any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", req.URL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: status %d", req.URL, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", req.URL, err)
+	}
 }
