@@ -258,12 +258,12 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 // connection's peer.
 func (s *Server) serveHTTP1(ctx context.Context, c net.Conn, ci connInfo) {
 	if ci == (connInfo{}) {
-		s.http1.ServeConn(ctx, c)
+		s.http1.ServeConnAbort(ctx, listener.Aborted(ctx), c)
 		return
 	}
 	srv := *s.http1
 	srv.Router = connRouter{s: s, ci: ci}
-	srv.ServeConn(ctx, c)
+	srv.ServeConnAbort(ctx, listener.Aborted(ctx), c)
 }
 
 func (s *Server) serveH2(ctx context.Context, c net.Conn, ci connInfo) {
@@ -291,7 +291,7 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn, ci connInfo) {
 		m.TCPClose(0, 0)
 		return
 	}
-	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
+	from, to, ferr := tcp.Forward(listener.Aborted(ctx), c, up)
 	m.TCPClose(from, to)
 	s.log.Debug("opaque connection closed", "bytes_in", from, "bytes_out", to, "err", ferr)
 }

@@ -419,7 +419,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	var pc net.Conn = c
 	switch proto {
 	case config.ProtocolHTTP1:
-		s.http1.ServeConn(ctx, c)
+		s.http1.ServeConnAbort(ctx, listener.Aborted(ctx), c)
 		return
 	case config.ProtocolHTTP2, config.ProtocolGRPC:
 		s.serveH2(ctx, c)
@@ -435,7 +435,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		pc = res.Conn
 		switch res.Protocol {
 		case detect.HTTP1:
-			s.http1.ServeConn(ctx, pc)
+			s.http1.ServeConnAbort(ctx, listener.Aborted(ctx), pc)
 			return
 		case detect.HTTP2:
 			s.serveH2(ctx, pc)
@@ -496,7 +496,7 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 		return
 	}
 	m.TCPOpen()
-	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
+	from, to, ferr := tcp.Forward(listener.Aborted(ctx), c, up)
 	ep.Abandon(epStart)
 	m.TCPClose(from, to)
 	s.log.Debug("opaque connection closed", "upstream", up.RemoteAddr().String(),
