@@ -257,6 +257,9 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 // serveHTTP1 serves an HTTP/1.1 connection with a router that knows the
 // connection's peer.
 func (s *Server) serveHTTP1(ctx context.Context, c net.Conn, ci connInfo) {
+	cc, m := s.countConn(c, ci)
+	defer closeCounted(m, cc)
+	c = cc
 	if ci == (connInfo{}) {
 		s.http1.ServeConnAbort(ctx, listener.Aborted(ctx), c)
 		return
@@ -267,6 +270,9 @@ func (s *Server) serveHTTP1(ctx context.Context, c net.Conn, ci connInfo) {
 }
 
 func (s *Server) serveH2(ctx context.Context, c net.Conn, ci connInfo) {
+	cc, m := s.countConn(c, ci)
+	defer closeCounted(m, cc)
+	c = cc
 	defer c.Close()
 	key := c.RemoteAddr().String()
 	s.conns.Store(key, ci)
@@ -278,11 +284,14 @@ func (s *Server) serveH2(ctx context.Context, c net.Conn, ci connInfo) {
 // application refuses, the connection is closed.
 func (s *Server) forwardTCP(ctx context.Context, c net.Conn, ci connInfo) {
 	defer c.Close()
-	if !s.authorizeTCP(c, ci.peer) {
-		return
-	}
+	// Counted by tcp.Forward rather than conncount: c stays unwrapped so
+	// the kernel can splice it.
 	m := s.metrics.WithTLS(ci.tls)
 	m.TCPOpen()
+	if !s.authorizeTCP(c, ci.peer) {
+		m.TCPClose(0, 0)
+		return
+	}
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	up, err := s.app.Dial(dctx, transport.TCP)
 	cancel()
