@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"weft.dev/weft/bench/internal/controlplane"
 	"weft.dev/weft/bench/internal/echo"
 	"weft.dev/weft/bench/internal/goproxy"
 	"weft.dev/weft/bench/internal/pki"
@@ -21,7 +22,7 @@ import (
 
 // Environment variables read by a re-executed helper process.
 const (
-	EnvRole     = "WEFTBENCH_ROLE"     // "echo", "goproxy-client" or "goproxy-server"
+	EnvRole     = "WEFTBENCH_ROLE"     // "echo", "goproxy-client", "goproxy-server" or "controller"
 	EnvListen   = "WEFTBENCH_LISTEN"   // host:port to accept on
 	EnvUpstream = "WEFTBENCH_UPSTREAM" // host:port to forward to (goproxy roles)
 	EnvPKIDir   = "WEFTBENCH_PKI_DIR"  // directory written by pki.Generate (goproxy roles)
@@ -60,6 +61,8 @@ func run(ctx context.Context, name string) error {
 			return fmt.Errorf("listen %s: %w", listen, err)
 		}
 		return echo.Serve(ctx, ln)
+	case controlplane.Role:
+		return controlplane.ServeController(ctx, os.Stdin, os.Stdout)
 	case GoProxyClient, GoProxyServer:
 		side := goproxy.Client
 		if name == GoProxyServer {
@@ -72,5 +75,5 @@ func run(ctx context.Context, name string) error {
 			PKI:      pki.InDir(os.Getenv(EnvPKIDir)),
 		})
 	}
-	return fmt.Errorf("unknown role %q (want %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer)
+	return fmt.Errorf("unknown role %q (want %s, %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer, controlplane.Role)
 }
