@@ -401,8 +401,7 @@ func (s *Server) countRefused(st *state, err error) {
 // (a refused connect says nothing of latency, and failure accrual counted
 // it); timeouts do count, as they are slow.
 func finish(ep *balance.Endpoint, start time.Time, err error) time.Duration {
-	var pe *proxyerr.Error
-	if err != nil && errors.As(err, &pe) && pe.Status != http.StatusGatewayTimeout {
+	if pe, ok := errors.AsType[*proxyerr.Error](err); ok && pe.Status != http.StatusGatewayTimeout {
 		return ep.Abandon(start)
 	}
 	return ep.Finish(start)
