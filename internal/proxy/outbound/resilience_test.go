@@ -349,6 +349,14 @@ func TestFailingEndpointEjectedAndReadmitted(t *testing.T) {
 		}
 		load(t, addr, 1, 1, get("/"))
 	}
+	// The exchange ends (and the failure is recorded) just after the
+	// client has its answer: wait for the ejection before counting.
+	for deadline := time.Now().Add(time.Minute); counter(t, reg, "weft_endpoint_ejections_total") < 1; {
+		if time.Now().After(deadline) { // hang guard
+			t.Fatal("the failing endpoint was never ejected")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	before := bad.attempts.Load()
 	res := load(t, addr, 200, 4, get("/"))
 	if got := bad.attempts.Load() - before; got != 0 {
