@@ -47,8 +47,15 @@ func run() error {
 		retries  = flag.Int("retries", 2, "measure a window again, up to this many times, when other processes used more than -quiet-below during it")
 		verbose  = flag.Bool("v", false, "log every window")
 		render   = flag.String("render", "", "print the markdown table of a stored results JSON file instead of running")
+		cp       = flag.String("controlplane", "", "instead of the proxy pairs, measure the controller: comma-separated SERVICESxPROXIES scenarios, e.g. 100x2000,1000x2000")
+		changes  = flag.Int("changes", 20, "route changes per -controlplane scenario")
 	)
 	flag.Parse()
+	if *cp != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runControlPlane(ctx, *cp, *changes, *out)
+	}
 	if *render != "" {
 		f, err := os.Open(*render)
 		if err != nil {
