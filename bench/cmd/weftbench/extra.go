@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"weft.dev/weft/bench/internal/controlplane"
+	"weft.dev/weft/bench/internal/peer"
+	"weft.dev/weft/bench/internal/protocols"
 	"weft.dev/weft/bench/internal/role"
 )
 
@@ -40,17 +44,57 @@ func runControlPlane(ctx context.Context, spec string, changes int, out string) 
 	if err := controlplane.WriteMarkdown(os.Stdout, rs); err != nil {
 		return err
 	}
+	return writeResults(out, started, "controlplane", struct {
+		Started time.Time              `json:"started"`
+		Results []*controlplane.Result `json:"results"`
+	}{started, rs}, func(w io.Writer) error { return controlplane.WriteMarkdown(w, rs) })
+}
+
+// runProtocols runs the protocol scenarios (kinds: comma-separated, or "all") at rate and writes
+// the tables to stdout and, with out set, <time>-protocols.{json,md} into out.
+func runProtocols(ctx context.Context, kinds string, rate float64, conns int, d, warmup time.Duration, bulk int64, quick, verbose bool, out string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	cfg := protocols.Config{Rate: rate, Conns: conns, Duration: d, Warmup: warmup, BulkBytes: bulk, Self: self,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	if kinds != "all" {
+		cfg.Kinds = strings.Split(kinds, ",")
+	}
+	if quick {
+		cfg = protocols.Quick(cfg)
+	}
+	started := time.Now().UTC()
+	ws, err := protocols.Run(ctx, cfg)
+	defer peer.RemoveBuilds()
+	if err != nil {
+		return err
+	}
+	if err := protocols.WriteMarkdown(os.Stdout, ws); err != nil {
+		return err
+	}
+	return writeResults(out, started, "protocols", struct {
+		Started time.Time           `json:"started"`
+		Config  protocols.Config    `json:"config"`
+		Windows []*protocols.Window `json:"windows"`
+	}{started, cfg, ws}, func(w io.Writer) error { return protocols.WriteMarkdown(w, ws) })
+}
+
+// writeResults writes v as <out>/<started>-<name>.json and the markdown md writes as .md.
+func writeResults(out string, started time.Time, name string, v any, md func(io.Writer) error) error {
 	if out == "" {
 		return nil
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("create -out directory: %w", err)
 	}
-	base := filepath.Join(out, started.Format("2006-01-02T150405Z")+"-controlplane")
-	b, err := json.MarshalIndent(struct {
-		Started time.Time              `json:"started"`
-		Results []*controlplane.Result `json:"results"`
-	}{started, rs}, "", "  ")
+	base := filepath.Join(out, started.Format("2006-01-02T150405Z")+"-"+name)
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -61,12 +105,12 @@ func runControlPlane(ctx context.Context, spec string, changes int, out string) 
 	if err != nil {
 		return fmt.Errorf("write results: %w", err)
 	}
-	err = controlplane.WriteMarkdown(f, rs)
+	err = md(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s.md: %w", base, err)
 	}
 	fmt.Fprintf(os.Stderr, "results written to %s.{json,md}\n", base)
 	return nil

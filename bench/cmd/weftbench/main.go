@@ -49,8 +49,23 @@ func run() error {
 		render   = flag.String("render", "", "print the markdown table of a stored results JSON file instead of running")
 		cp       = flag.String("controlplane", "", "instead of the proxy pairs, measure the controller: comma-separated SERVICESxPROXIES scenarios, e.g. 100x2000,1000x2000")
 		changes  = flag.Int("changes", 20, "route changes per -controlplane scenario")
+		protos   = flag.String("protocols", "", "instead of the HTTP/1.1 pairs, measure other protocols directly and through both Weft pairs: comma-separated http2, grpc-unary, grpc-stream, tcp-bulk, or all")
+		bulk     = flag.Int64("bulk-mib", 256, "MiB sent (and echoed) through one connection by -protocols tcp-bulk")
 	)
 	flag.Parse()
+	if *protos != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		rate := 1000.0
+		if *rates != "500,1000,2000,4000" {
+			r, err := strconv.ParseFloat(strings.Split(*rates, ",")[0], 64)
+			if err != nil || r <= 0 {
+				return fmt.Errorf("-rates: %q is not a positive number", *rates)
+			}
+			rate = r
+		}
+		return runProtocols(ctx, *protos, rate, *conns, *duration, *warmup, *bulk<<20, *quick, *verbose, *out)
+	}
 	if *cp != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
