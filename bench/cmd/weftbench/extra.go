@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"weft.dev/weft/bench/internal/balance"
 	"weft.dev/weft/bench/internal/controlplane"
 	"weft.dev/weft/bench/internal/peer"
 	"weft.dev/weft/bench/internal/protocols"
@@ -114,4 +115,36 @@ func writeResults(out string, started time.Time, name string, v any, md func(io.
 	}
 	fmt.Fprintf(os.Stderr, "results written to %s.{json,md}\n", base)
 	return nil
+}
+
+// runBalance runs the slow-endpoint scenario and writes its table to stdout and, with out set,
+// <time>-balance.{json,md} into out.
+func runBalance(ctx context.Context, delay time.Duration, rate float64, conns int, d, warmup time.Duration, quick, verbose bool, out string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	cfg := balance.Config{Delay: delay, Rate: rate, Connections: conns, Duration: d, Warmup: warmup, Self: self,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	if quick {
+		cfg = balance.Quick(cfg)
+	}
+	started := time.Now().UTC()
+	ws, err := balance.Run(ctx, cfg)
+	defer peer.RemoveBuilds()
+	if err != nil {
+		return err
+	}
+	if err := balance.WriteMarkdown(os.Stdout, cfg, ws); err != nil {
+		return err
+	}
+	return writeResults(out, started, "balance", struct {
+		Started time.Time         `json:"started"`
+		Config  balance.Config    `json:"config"`
+		Windows []*balance.Window `json:"windows"`
+	}{started, cfg, ws}, func(w io.Writer) error { return balance.WriteMarkdown(w, cfg, ws) })
 }

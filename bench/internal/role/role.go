@@ -33,6 +33,7 @@ const (
 	Echo          = "echo"
 	GoProxyClient = "goproxy-client"
 	GoProxyServer = "goproxy-server"
+	GoRoundRobin  = "goproxy-round-robin"
 )
 
 // Main runs the role named by EnvRole until SIGTERM or SIGINT and exits the process. It returns
@@ -63,10 +64,13 @@ func run(ctx context.Context, name string) error {
 		return echo.Serve(ctx, ln)
 	case controlplane.Role:
 		return controlplane.ServeController(ctx, os.Stdin, os.Stdout)
-	case GoProxyClient, GoProxyServer:
+	case GoProxyClient, GoProxyServer, GoRoundRobin:
 		side := goproxy.Client
-		if name == GoProxyServer {
+		switch name {
+		case GoProxyServer:
 			side = goproxy.Server
+		case GoRoundRobin:
+			side = goproxy.RoundRobin
 		}
 		return goproxy.Run(ctx, goproxy.Config{
 			Side:     side,
@@ -75,5 +79,5 @@ func run(ctx context.Context, name string) error {
 			PKI:      pki.InDir(os.Getenv(EnvPKIDir)),
 		})
 	}
-	return fmt.Errorf("unknown role %q (want %s, %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer, controlplane.Role)
+	return fmt.Errorf("unknown role %q (want %s, %s, %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer, GoRoundRobin, controlplane.Role)
 }
