@@ -211,9 +211,11 @@ func (s *Service) TCPOpen() {
 // TCPClose counts a connection closed after read bytes came from
 // downstream and written bytes went to it.
 func (s *Service) TCPClose(read, written int64) {
-	s.tcpCloses.Inc()
-	s.tcpOpen.Dec()
+	// The close count last: a scrape that sees the close also sees its
+	// bytes and the open gauge down.
 	s.TCPBytes(read, written)
+	s.tcpOpen.Dec()
+	s.tcpCloses.Inc()
 }
 
 // TCPBytes adds bytes read from and written to downstream.
