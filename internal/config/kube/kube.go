@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -565,6 +566,8 @@ func protocolOf(svc *corev1.Service) config.Protocol {
 	return config.ProtocolDetect
 }
 
+var documentPrefix = regexp.MustCompile(`(?m)^document 1( \([^)]*\))?: `)
+
 // decodeDocument validates a custom resource with the local mode's decoder,
 // from the fields a user writes (server-set metadata dropped).
 func decodeDocument(u *unstructured.Unstructured) (config.Resource, error) {
@@ -588,8 +591,9 @@ func decodeDocument(u *unstructured.Unstructured) (config.Resource, error) {
 	}
 	rs, err := file.Decode(raw)
 	if err != nil {
-		return config.Resource{}, fmt.Errorf("%s %s/%s: %s", u.GetKind(), u.GetNamespace(), u.GetName(),
-			strings.ReplaceAll(err.Error(), "document 1 ", ""))
+		// The decoder names "document 1" of a file; here the object is the document.
+		id := fmt.Sprintf("%s %s/%s: ", u.GetKind(), u.GetNamespace(), u.GetName())
+		return config.Resource{}, errors.New(documentPrefix.ReplaceAllLiteralString(err.Error(), id))
 	}
 	if len(rs) != 1 {
 		return config.Resource{}, errors.New("decoder returned no document")

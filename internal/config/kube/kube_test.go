@@ -417,14 +417,21 @@ spec:
 			for _, r := range s.Resources {
 				ids = append(ids, r.ID())
 			}
-			if got := strings.Join(ids, ","); got != "TrafficSplit/shop/web-split,HTTPRoute/shop/web-route" {
+			// Created in the same second, they are in ID order.
+			sort.Strings(ids)
+			if got := strings.Join(ids, ","); got != "HTTPRoute/shop/web-route,TrafficSplit/shop/web-split" {
 				return "resources " + got
 			}
 			return ""
 		})
-		ts, ok := snap.Resources[0].Spec.(*split.TrafficSplit)
-		if !ok {
-			t.Fatalf("TrafficSplit spec: got %T, want *split.TrafficSplit", snap.Resources[0].Spec)
+		var ts *split.TrafficSplit
+		for _, r := range snap.Resources {
+			if r.Kind == split.Kind {
+				var ok bool
+				if ts, ok = r.Spec.(*split.TrafficSplit); !ok {
+					t.Fatalf("TrafficSplit spec: got %T, want *split.TrafficSplit", r.Spec)
+				}
+			}
 		}
 		if got, want := fmt.Sprint(ts.Backends), "[{web-v1 90} {web-v2 10}]"; got != want {
 			t.Errorf("backends: got %s, want %s", got, want)

@@ -110,9 +110,13 @@ func Start(t testing.TB) *Cluster {
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	startProcess(t, work, "kube-apiserver", apiBin,
+	exited := startProcess(t, work, "kube-apiserver", apiBin,
 		"--etcd-servers="+clientURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--bind-address=127.0.0.1",
+		// The address the kubernetes Service would point at may not be a
+		// loopback one; nothing uses it here (no reconciler, no pods), so it
+		// is one of the benchmarking range that routes nowhere.
+		"--advertise-address=198.18.255.254", "--endpoint-reconciler-type=none",
 		"--secure-port="+strconv.Itoa(port),
 		"--cert-dir="+filepath.Join(work, "apiserver-certs"),
 		"--tls-cert-file="+filepath.Join(pki, "serving.crt"),
@@ -134,12 +138,12 @@ func Start(t testing.TB) *Cluster {
 		QPS:             100,
 		Burst:           200,
 	}
-	waitReady(t, c)
+	waitReady(t, c, exited)
 	return c
 }
 
 // waitReady polls /readyz until the API server answers 200.
-func waitReady(t testing.TB, c *Cluster) {
+func waitReady(t testing.TB, c *Cluster, exited <-chan struct{}) {
 	t.Helper()
 	client, err := rest.HTTPClientFor(c.Config)
 	if err != nil {
@@ -164,6 +168,8 @@ func waitReady(t testing.TB, c *Cluster) {
 			last = err.Error()
 		}
 		select {
+		case <-exited:
+			t.Fatalf("kube-apiserver exited before it was ready; log:\n%s", tail(filepath.Join(c.Dir, "kube-apiserver.log")))
 		case <-ctx.Done():
 			t.Fatalf("kube-apiserver not ready after %v (last answer: %s); logs in %s:\n%s", startTimeout, last, c.Dir, tail(filepath.Join(c.Dir, "kube-apiserver.log")))
 		case <-time.After(200 * time.Millisecond):
@@ -173,8 +179,9 @@ func waitReady(t testing.TB, c *Cluster) {
 
 // startProcess runs bin in its own process group, logging to
 // dir/name.log; on cleanup it sends SIGTERM, then SIGKILL after a short
-// grace (kube-apiserver may ignore SIGTERM for tens of seconds).
-func startProcess(t testing.TB, dir, name, bin string, args ...string) {
+// grace (kube-apiserver may ignore SIGTERM for tens of seconds). The
+// channel it returns is closed when the process exits.
+func startProcess(t testing.TB, dir, name, bin string, args ...string) <-chan struct{} {
 	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
@@ -188,8 +195,9 @@ func startProcess(t testing.TB, dir, name, bin string, args ...string) {
 		_ = logFile.Close()
 		t.Fatalf("starting %s: %v", name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		defer logFile.Close()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -208,11 +216,11 @@ func startProcess(t testing.TB, dir, name, bin string, args ...string) {
 	// A process that exits at once (bad flag, port taken) fails the test
 	// with its log rather than a readiness timeout.
 	select {
-	case err := <-done:
-		done <- err
-		t.Fatalf("%s exited at start: %v; log:\n%s", name, err, tail(logPath))
+	case <-done:
+		t.Fatalf("%s exited at start: %v; log:\n%s", name, waitErr, tail(logPath))
 	case <-time.After(300 * time.Millisecond):
 	}
+	return done
 }
 
 func tail(path string) string {
