@@ -44,6 +44,7 @@ import (
 
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/config/file"
+	"weft.dev/weft/internal/control/split"
 )
 
 // Annotations and names the injector puts on a pod; a pod carrying either
@@ -589,7 +590,17 @@ func decodeDocument(u *unstructured.Unstructured) (config.Resource, error) {
 	if err != nil {
 		return config.Resource{}, fmt.Errorf("%s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
-	rs, err := file.Decode(raw)
+	decodeRaw := raw
+	if gv, _ := schema.ParseGroupVersion(u.GetAPIVersion()); gv.Group == split.Group && u.GetKind() == split.Kind {
+		// TrafficSplit's versions convert with strategy None: an object
+		// written as v1alpha1 keeps its quantity weights ("500m") when read
+		// as another version. v1alpha1 decoding accepts both forms.
+		doc["apiVersion"] = split.Group + "/" + split.Versions[0]
+		if decodeRaw, err = json.Marshal(doc); err != nil {
+			return config.Resource{}, fmt.Errorf("%s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		}
+	}
+	rs, err := file.Decode(decodeRaw)
 	if err != nil {
 		// The decoder names "document 1" of a file; here the object is the document.
 		id := fmt.Sprintf("%s %s/%s: ", u.GetKind(), u.GetNamespace(), u.GetName())
@@ -598,5 +609,7 @@ func decodeDocument(u *unstructured.Unstructured) (config.Resource, error) {
 	if len(rs) != 1 {
 		return config.Resource{}, errors.New("decoder returned no document")
 	}
-	return rs[0], nil
+	r := rs[0]
+	r.APIVersion, r.Raw = u.GetAPIVersion(), raw
+	return r, nil
 }

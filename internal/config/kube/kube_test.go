@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -17,9 +19,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
 	"weft.dev/weft/deploy"
@@ -455,5 +459,56 @@ spec:
 			}
 			return ""
 		})
+	})
+
+	t.Run("every example of the CRDs round-trips through the API server", func(t *testing.T) {
+		// The API server defaults and prunes what it stores; the strict
+		// decoder must still accept every kind as the server returns it,
+		// whichever version it was written in.
+		data, err := os.ReadFile("../../../deploy/testdata/examples.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "weft"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(client.Discovery()))
+		want := map[string]bool{"HTTPRoute/shop/web-route": true}
+		for _, doc := range strings.Split(string(data), "\n---") {
+			var obj map[string]any
+			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+				t.Fatal(err)
+			}
+			u := &unstructured.Unstructured{Object: obj}
+			gvk := u.GroupVersionKind()
+			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				t.Fatalf("%s: %v", gvk, err)
+			}
+			if _, err := dyn.Resource(m.Resource).Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+				t.Fatalf("creating %s %s: %v", u.GetKind(), u.GetName(), err)
+			}
+			want[u.GetKind()+"/"+u.GetNamespace()+"/"+u.GetName()] = true
+		}
+		waitSnapshot(t, ctx, src, func(s *config.Snapshot) string {
+			got := map[string]bool{}
+			for _, r := range s.Resources {
+				got[r.ID()] = true
+			}
+			if !reflect.DeepEqual(got, want) {
+				return fmt.Sprintf("%d of %d resources; rejected: %v", len(got), len(want), src.Rejected())
+			}
+			return ""
+		})
+		for _, r := range src.Snapshot().Resources {
+			if r.ID() == "TrafficSplit/shop/api-split-v1" {
+				if got, want := fmt.Sprint(r.Spec.(*split.TrafficSplit).Backends), "[{api-v1 900} {api-v2 100}]"; got != want {
+					t.Errorf("v1alpha1 quantities read back: got %s, want %s", got, want)
+				}
+			}
+		}
+		if got := src.Rejected(); len(got) != 1 {
+			t.Errorf("rejected: got %v, want only TrafficSplit/shop/broken", got)
+		}
 	})
 }
