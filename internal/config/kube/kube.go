@@ -70,6 +70,10 @@ type Options struct {
 	// Debounce is how long changes gather before a new snapshot is built;
 	// 0 means 100ms.
 	Debounce time.Duration
+	// Rediscover is how often the API server is asked for kinds installed
+	// since the source started (CRDs applied after the controller); 0
+	// means one minute, a negative value never.
+	Rediscover time.Duration
 	// Logger receives rejected documents and watch problems; nil discards.
 	Logger *slog.Logger
 }
@@ -105,6 +109,9 @@ func New(opts Options) *Source {
 	}
 	if opts.Debounce <= 0 {
 		opts.Debounce = 100 * time.Millisecond
+	}
+	if opts.Rediscover == 0 {
+		opts.Rediscover = time.Minute
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -156,7 +163,7 @@ func (s *Source) Rejected() map[string]string {
 
 // Watched returns the apiVersion and kind ("split.smi-spec.io/v1alpha4
 // TrafficSplit") of the documents the source watches: those whose
-// definitions the API server had when Run started.
+// definitions the API server serves (looked for again every Rediscover).
 func (s *Source) Watched() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -195,36 +202,22 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	l.services, l.pods, l.slices = svc.Lister(), pods.Lister(), eps.Lister()
 
-	var dynFactory dynamicinformer.DynamicSharedInformerFactory
+	var docs *documentWatch
 	if s.opts.Dynamic != nil {
-		gvrs, err := s.resolveKinds(ctx)
-		if err != nil {
-			return err
+		docs = &documentWatch{
+			factory: dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.opts.Dynamic, 0, s.opts.Namespace, nil),
+			known:   map[schema.GroupResource]bool{},
+			handler: handler,
 		}
-		dynFactory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.opts.Dynamic, 0, s.opts.Namespace, nil)
-		defer dynFactory.Shutdown()
-		for _, gvr := range gvrs {
-			inf := dynFactory.ForResource(gvr)
-			if _, err := inf.Informer().AddEventHandler(handler); err != nil {
-				return fmt.Errorf("kubernetes source: %w", err)
-			}
-			l.documents = append(l.documents, inf.Lister())
+		defer docs.factory.Shutdown()
+		if err := s.discover(ctx, docs, &l, true); err != nil {
+			return err
 		}
 	}
 	factory.Start(ctx.Done())
-	if dynFactory != nil {
-		dynFactory.Start(ctx.Done())
-	}
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
 		if !ok && ctx.Err() == nil {
 			return fmt.Errorf("kubernetes source: the cache of %v did not fill", typ)
-		}
-	}
-	if dynFactory != nil {
-		for gvr, ok := range dynFactory.WaitForCacheSync(ctx.Done()) {
-			if !ok && ctx.Err() == nil {
-				return fmt.Errorf("kubernetes source: the cache of %v did not fill", gvr)
-			}
 		}
 	}
 	if ctx.Err() != nil {
@@ -232,23 +225,84 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	s.rebuild(&l)
 	close(s.synced)
-	timer := time.NewTimer(0)
-	<-timer.C
+
+	var rediscover <-chan time.Time
+	if docs != nil && s.opts.Rediscover > 0 {
+		ticker := time.NewTicker(s.opts.Rediscover)
+		defer ticker.Stop()
+		rediscover = ticker.C
+	}
+	// The debounce timer runs only while a change is pending: a snapshot
+	// follows the first change of a burst by at most Debounce.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
+	pending := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.kick:
-			timer.Reset(s.opts.Debounce)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
+			if !pending {
+				pending = true
+				timer.Reset(s.opts.Debounce)
+			}
 		case <-timer.C:
+			pending = false
+			s.rebuild(&l)
+		case <-rediscover:
+			if err := s.discover(ctx, docs, &l, false); err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "looking for newly installed kinds", "err", err)
+			}
 		}
-		s.rebuild(&l)
 	}
+}
+
+// documentWatch holds the informers of the users' documents.
+type documentWatch struct {
+	factory dynamicinformer.DynamicSharedInformerFactory
+	// known lists the resources being watched, whatever their version.
+	known   map[schema.GroupResource]bool
+	handler cache.ResourceEventHandler
+}
+
+// discover starts informers for the kinds the API server serves that are
+// not watched yet, and waits for their caches.
+func (s *Source) discover(ctx context.Context, docs *documentWatch, l *listers, first bool) error {
+	gvrs, watched, err := s.resolveKinds(ctx, first)
+	if err != nil {
+		return err
+	}
+	added := false
+	for _, gvr := range gvrs {
+		if docs.known[gvr.GroupResource()] {
+			continue
+		}
+		inf := docs.factory.ForResource(gvr)
+		if _, err := inf.Informer().AddEventHandler(docs.handler); err != nil {
+			return fmt.Errorf("kubernetes source: %w", err)
+		}
+		docs.known[gvr.GroupResource()] = true
+		l.documents = append(l.documents, inf.Lister())
+		added = true
+		if !first {
+			s.log.InfoContext(ctx, "watching a newly installed kind", "resource", gvr.String())
+		}
+	}
+	if !added {
+		return nil
+	}
+	docs.factory.Start(ctx.Done())
+	for gvr, ok := range docs.factory.WaitForCacheSync(ctx.Done()) {
+		if !ok && ctx.Err() == nil {
+			return fmt.Errorf("kubernetes source: the cache of %v did not fill", gvr)
+		}
+	}
+	s.mu.Lock()
+	s.watched = watched
+	s.mu.Unlock()
+	s.poke()
+	return nil
 }
 
 func (s *Source) poke() {
@@ -260,8 +314,9 @@ func (s *Source) poke() {
 
 // resolveKinds finds, for every kind the file decoder accepts, the
 // resource the API server serves it as, preferring the newest version.
-// Kinds whose definitions are not installed are skipped with a log line.
-func (s *Source) resolveKinds(ctx context.Context) ([]schema.GroupVersionResource, error) {
+// Kinds whose definitions are not installed are skipped (logged when
+// logMissing). It also returns their "apiVersion kind" names.
+func (s *Source) resolveKinds(ctx context.Context, logMissing bool) ([]schema.GroupVersionResource, []string, error) {
 	type groupKind struct{ group, kind string }
 	versions := map[groupKind][]string{}
 	var order []groupKind
@@ -280,7 +335,7 @@ func (s *Source) resolveKinds(ctx context.Context) ([]schema.GroupVersionResourc
 		vs := versions[gk]
 		for i := len(vs) - 1; i >= 0 && !found; i-- {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			gv := schema.GroupVersion{Group: gk.group, Version: vs[i]}
 			list, err := disc.ServerResourcesForGroupVersion(gv.String())
@@ -288,7 +343,7 @@ func (s *Source) resolveKinds(ctx context.Context) ([]schema.GroupVersionResourc
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("kubernetes source: discovering %s: %w; check that the API server is reachable and the controller may read its discovery", gv, err)
+				return nil, nil, fmt.Errorf("kubernetes source: discovering %s: %w; check that the API server is reachable and the controller may read its discovery", gv, err)
 			}
 			for _, r := range list.APIResources {
 				if r.Kind == gk.kind && !strings.Contains(r.Name, "/") {
@@ -299,15 +354,12 @@ func (s *Source) resolveKinds(ctx context.Context) ([]schema.GroupVersionResourc
 				}
 			}
 		}
-		if !found && gk.group != strings.SplitN(file.MeshAPIVersion, "/", 2)[0] {
-			s.log.InfoContext(ctx, "kind not installed in the cluster; not watched (install the CRDs with `weft install --crds`, then restart the controller)",
+		if !found && logMissing && gk.group != strings.SplitN(file.MeshAPIVersion, "/", 2)[0] {
+			s.log.InfoContext(ctx, "kind not installed in the cluster; watched once it is (install the CRDs with `weft install --crds`)",
 				"group", gk.group, "kind", gk.kind)
 		}
 	}
-	s.mu.Lock()
-	s.watched = watched
-	s.mu.Unlock()
-	return out, nil
+	return out, watched, nil
 }
 
 // rebuild builds a snapshot from the caches and publishes it when it

@@ -210,7 +210,6 @@ func TestSourceAgainstAPIServer(t *testing.T) {
 	defer cancel()
 	client := kubernetes.NewForConfigOrDie(cluster.Config)
 	dyn := dynamic.NewForConfigOrDie(cluster.Config)
-	installCRDs(t, ctx, cluster.Config)
 
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -272,6 +271,7 @@ func TestSourceAgainstAPIServer(t *testing.T) {
 		Client:      client,
 		Dynamic:     dyn,
 		TrustDomain: "example.org",
+		Rediscover:  100 * time.Millisecond,
 		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	runDone := make(chan error, 1)
@@ -373,6 +373,17 @@ func TestSourceAgainstAPIServer(t *testing.T) {
 	})
 
 	t.Run("documents are decoded like weft apply, invalid ones reported", func(t *testing.T) {
+		// The CRDs come after the source started: it finds them.
+		if got := src.Watched(); len(got) != 0 {
+			t.Errorf("watched before the CRDs exist: %v", got)
+		}
+		installCRDs(t, ctx, cluster.Config)
+		eventually(t, ctx, "the source watches the new kinds", func() string {
+			if got := len(src.Watched()); got < 3 {
+				return fmt.Sprintf("%v", src.Watched())
+			}
+			return ""
+		})
 		docs := []string{`
 apiVersion: split.smi-spec.io/v1alpha4
 kind: TrafficSplit
