@@ -56,7 +56,7 @@ func TestSourceWithFakeClients(t *testing.T) {
 		}}
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{gvr: "TrafficSplitList"}, split("good", 1), split("zero", 0))
+		map[schema.GroupVersionResource]string{gvr: "TrafficSplitList"}, split("good", 1), split("zero", 0), split("second", 2))
 
 	logs := &logBuffer{}
 	src := kube.New(kube.Options{Client: client, Dynamic: dyn, Logger: slog.New(slog.NewTextHandler(logs, nil))})
@@ -83,6 +83,7 @@ func TestSourceWithFakeClients(t *testing.T) {
 		{"proxy", snap.Proxies["api-0"].AdminAddr + " " + snap.Proxies["api-0"].Service, "198.18.0.7:4191 web"},
 		{"resource", snap.Resources[0].ID(), "TrafficSplit/shop/good"},
 		{"rejected", src.Rejected()["TrafficSplit/shop/zero"], "TrafficSplit shop/zero: spec.backends: all weights are 0; give at least one backend a positive weight"},
+		{"second split of a service", src.Rejected()["TrafficSplit/shop/second"], `TrafficSplit shop/second: spec.service: service "api" is already split by TrafficSplit/shop/good; edit or delete one of them`},
 		{"watched", func() string { w := src.Watched(); return w[0] }(), "split.smi-spec.io/v1alpha2 TrafficSplit"},
 	}
 	for _, tc := range tests {

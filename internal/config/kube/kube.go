@@ -503,6 +503,23 @@ func (s *Source) build(l *listers) (*config.Snapshot, map[string]string) {
 		}
 		return a < b
 	})
+	// As `weft apply` refuses a second TrafficSplit of a root service, the
+	// newer one is left out here (the cluster accepted both).
+	splitOf := map[config.ServiceKey]string{}
+	kept := snap.Resources[:0]
+	for _, r := range snap.Resources {
+		if ts, ok := r.Spec.(*split.TrafficSplit); ok {
+			root := config.Key(ts.Service, r.Namespace)
+			if other, dup := splitOf[root]; dup {
+				rejected[r.ID()] = fmt.Sprintf("%s %s/%s: spec.service: service %q is already split by %s; edit or delete one of them",
+					r.Kind, r.Namespace, r.Name, ts.Service, other)
+				continue
+			}
+			splitOf[root] = r.ID()
+		}
+		kept = append(kept, r)
+	}
+	snap.Resources = kept
 	return snap, rejected
 }
 

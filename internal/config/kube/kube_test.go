@@ -485,6 +485,7 @@ spec:
 		}
 		mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(client.Discovery()))
 		want := map[string]bool{"HTTPRoute/shop/web-route": true}
+		second := map[string]bool{"api-split-v1": true, "api-split-v2": true, "api-split-v3": true}
 		for _, doc := range strings.Split(string(data), "\n---") {
 			var obj map[string]any
 			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
@@ -499,7 +500,9 @@ spec:
 			if _, err := dyn.Resource(m.Resource).Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 				t.Fatalf("creating %s %s: %v", u.GetKind(), u.GetName(), err)
 			}
-			want[u.GetKind()+"/"+u.GetNamespace()+"/"+u.GetName()] = true
+			if !second[u.GetName()] {
+				want[u.GetKind()+"/"+u.GetNamespace()+"/"+u.GetName()] = true
+			}
 		}
 		waitSnapshot(t, ctx, src, func(s *config.Snapshot) string {
 			got := map[string]bool{}
@@ -511,15 +514,34 @@ spec:
 			}
 			return ""
 		})
-		for _, r := range src.Snapshot().Resources {
-			if r.ID() == "TrafficSplit/shop/api-split-v1" {
-				if got, want := fmt.Sprint(r.Spec.(*split.TrafficSplit).Backends), "[{api-v1 900} {api-v2 100}]"; got != want {
-					t.Errorf("v1alpha1 quantities read back: got %s, want %s", got, want)
-				}
+		// The examples split service api four times: the first (in ID
+		// order, as they were created in the same second) wins, the others
+		// decode but are reported.
+		rejected := src.Rejected()
+		for _, id := range []string{"TrafficSplit/shop/api-split-v1", "TrafficSplit/shop/api-split-v2", "TrafficSplit/shop/api-split-v3"} {
+			if msg := rejected[id]; !strings.Contains(msg, "already split by TrafficSplit/shop/api-split;") {
+				t.Errorf("%s: got %q, want it reported as a second split of service api", id, msg)
 			}
 		}
-		if got := src.Rejected(); len(got) != 1 {
-			t.Errorf("rejected: got %v, want only TrafficSplit/shop/broken", got)
+		if got := len(rejected); got != 4 {
+			t.Errorf("rejected: got %v, want the three extra splits and TrafficSplit/shop/broken", rejected)
 		}
+		// Once the first is deleted, the v1alpha1 one (quantity weights,
+		// read back at v1alpha4) takes over.
+		if err := dyn.Resource(schema.GroupVersionResource{Group: split.Group, Version: "v1alpha4", Resource: "trafficsplits"}).
+			Namespace(ns).Delete(ctx, "api-split", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitSnapshot(t, ctx, src, func(s *config.Snapshot) string {
+			for _, r := range s.Resources {
+				if r.ID() == "TrafficSplit/shop/api-split-v1" {
+					if got, want := fmt.Sprint(r.Spec.(*split.TrafficSplit).Backends), "[{api-v1 900} {api-v2 100}]"; got != want {
+						return "v1alpha1 backends " + got
+					}
+					return ""
+				}
+			}
+			return "api-split-v1 not in the snapshot; rejected: " + fmt.Sprint(src.Rejected())
+		})
 	})
 }

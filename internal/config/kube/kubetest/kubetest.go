@@ -135,8 +135,10 @@ func Start(t testing.TB) *Cluster {
 		Host:            "https://127.0.0.1:" + strconv.Itoa(port),
 		BearerToken:     token,
 		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM},
-		QPS:             100,
-		Burst:           200,
+		// Deprecation warnings (old TrafficSplit versions) are expected.
+		WarningHandler: rest.NoWarnings{},
+		QPS:            100,
+		Burst:          200,
 	}
 	waitReady(t, c, exited)
 	return c
