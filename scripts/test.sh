@@ -9,12 +9,11 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*"; }
 
-# Debian packages the tests use: curl as a real client, nginx and HAProxy as
-# benchmark peers, iproute2 and iptables for transparent-capture tests.
+# Debian packages the tests use: curl as a real client, iproute2 and iptables
+# for transparent-capture tests. (bench/setup.sh below installs the benchmark
+# peers nginx and HAProxy and builds Caddy.)
 need_pkgs=()
 command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_pkgs+=(iproute2)
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_pkgs+=(iptables)
 if [ "${#need_pkgs[@]}" -gt 0 ] && [ -z "${WEFT_TEST_SKIP_INSTALL:-}" ]; then
@@ -23,6 +22,11 @@ if [ "${#need_pkgs[@]}" -gt 0 ] && [ -z "${WEFT_TEST_SKIP_INSTALL:-}" ]; then
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if [ -z "${WEFT_TEST_SKIP_INSTALL:-}" ]; then
+	log "benchmark peers (bench/setup.sh)"
+	bash bench/setup.sh
 fi
 
 gobin="$(go env GOPATH)/bin"

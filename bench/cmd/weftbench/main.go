@@ -47,8 +47,44 @@ func run() error {
 		retries  = flag.Int("retries", 2, "measure a window again, up to this many times, when other processes used more than -quiet-below during it")
 		verbose  = flag.Bool("v", false, "log every window")
 		render   = flag.String("render", "", "print the markdown table of a stored results JSON file instead of running")
+		cp       = flag.String("controlplane", "", "instead of the proxy pairs, measure the controller: comma-separated SERVICESxPROXIES scenarios, e.g. 100x2000,1000x2000")
+		changes  = flag.Int("changes", 20, "route changes per -controlplane scenario")
+		protos   = flag.String("protocols", "", "instead of the HTTP/1.1 pairs, measure other protocols directly and through both Weft pairs: comma-separated http2, grpc-unary, grpc-stream, tcp-bulk, or all")
+		bulk     = flag.Int64("bulk-mib", 256, "MiB sent (and echoed) through one connection by -protocols tcp-bulk")
+		slow     = flag.Duration("balance", 0, "instead of the pairs, measure Weft's balancer against round robin over three endpoints, one this much slower (e.g. 20ms)")
 	)
 	flag.Parse()
+	if *slow > 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		rate := 1000.0
+		if *rates != "500,1000,2000,4000" {
+			r, err := strconv.ParseFloat(strings.Split(*rates, ",")[0], 64)
+			if err != nil || r <= 0 {
+				return fmt.Errorf("-rates: %q is not a positive number", *rates)
+			}
+			rate = r
+		}
+		return runBalance(ctx, *slow, rate, *conns, *duration, *warmup, *quick, *verbose, *out)
+	}
+	if *protos != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		rate := 1000.0
+		if *rates != "500,1000,2000,4000" {
+			r, err := strconv.ParseFloat(strings.Split(*rates, ",")[0], 64)
+			if err != nil || r <= 0 {
+				return fmt.Errorf("-rates: %q is not a positive number", *rates)
+			}
+			rate = r
+		}
+		return runProtocols(ctx, *protos, rate, *conns, *duration, *warmup, *bulk<<20, *quick, *verbose, *out)
+	}
+	if *cp != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runControlPlane(ctx, *cp, *changes, *out)
+	}
 	if *render != "" {
 		f, err := os.Open(*render)
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"weft.dev/weft/bench/internal/pki"
@@ -30,6 +32,9 @@ type Side string
 const (
 	Client Side = "client" // plain in, TLS out
 	Server Side = "server" // TLS in, plain out
+	// RoundRobin is plain in, plain out to every address of Upstream (comma-separated) in turn:
+	// the round-robin baseline of the balancer scenario.
+	RoundRobin Side = "round-robin"
 )
 
 // Config is one side of the pair.
@@ -62,6 +67,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		tr.TLSClientConfig = c
+	case RoundRobin:
 	case Server:
 		s, err := cfg.PKI.ServerTLS()
 		if err != nil {
@@ -72,6 +78,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("unknown side %q (want client or server)", cfg.Side)
 	}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	if cfg.Side == RoundRobin {
+		upstreams := strings.Split(cfg.Upstream, ",")
+		var next atomic.Uint64
+		rp = &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(&url.URL{Scheme: "http", Host: upstreams[(next.Add(1)-1)%uint64(len(upstreams))]})
+		}}
+	}
 	rp.Transport = tr
 	rp.ErrorLog = log.New(io.Discard, "", 0)
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -61,6 +61,8 @@ type Pair struct {
 	A, B *Proc
 	// BAddr is host:port where B accepts A's connections.
 	BAddr string
+	// BAdmin is B's admin host:port, for Weft pairs started with a Protocol.
+	BAdmin string
 	// Plaintext is true for a pair that does not (yet) speak TLS between its proxies.
 	Plaintext bool
 	// cleanup runs after the processes stopped.

@@ -34,6 +34,13 @@ type Weft struct {
 	// certificates; false marks it not meshed, so A sends plain HTTP/1.1 to B's inbound
 	// listener (the path to a workload without a proxy, B still in front of the echo).
 	MTLS bool
+	// Protocol of the service and of both proxies' listeners; empty means HTTP/1.1. With another
+	// protocol, Start waits for both proxies' /ready instead of sending an HTTP/1.1 request, and
+	// the caller checks the first exchange itself; Pair.URL is then A's host:port.
+	Protocol config.Protocol
+	// Endpoints, when set, are the service's endpoints instead of B: unmeshed application
+	// addresses A balances over itself. B is not started (Pair.B is nil).
+	Endpoints []string
 }
 
 // Name implements Peer.
@@ -73,10 +80,17 @@ func (w Weft) Version(ctx context.Context) string {
 
 // checkInboundTLS reads B's metrics and checks that the requests B received came over mutual
 // TLS (wantTLS) or plaintext: weft_requests_total{direction="inbound",tls="true|false"} > 0.
+func checkInboundTLS(ctx context.Context, admin string, wantTLS bool) error {
+	return CheckInboundTLS(ctx, admin, "weft_requests_total", wantTLS)
+}
+
+// CheckInboundTLS reads the metrics of the Weft proxy with admin address admin and checks that
+// the counter metric (weft_requests_total, weft_tcp_open_total) is above zero for inbound
+// traffic with tls="true" (wantTLS) or tls="false".
 //
 // Weft's TLS settings are its own (internal/mtls): TLS 1.3 only, X25519 first (then P-256),
 // which both proxies share, so the pair agrees on X25519 like every other pair.
-func checkInboundTLS(ctx context.Context, admin string, wantTLS bool) error {
+func CheckInboundTLS(ctx context.Context, admin, metric string, wantTLS bool) error {
 	want := fmt.Sprintf(`tls="%t"`, wantTLS)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
 	if err != nil {
@@ -92,7 +106,7 @@ func checkInboundTLS(ctx context.Context, admin string, wantTLS bool) error {
 		return fmt.Errorf("read weft-b metrics: %w", err)
 	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "weft_requests_total{") || !strings.Contains(line, `direction="inbound"`) || !strings.Contains(line, want) {
+		if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, `direction="inbound"`) || !strings.Contains(line, want) {
 			continue
 		}
 		f := strings.Fields(line)
@@ -100,7 +114,7 @@ func checkInboundTLS(ctx context.Context, admin string, wantTLS bool) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("weft-b counted no inbound request with %s: the pair did not run as configured", want)
+	return fmt.Errorf("weft-b counted no inbound %s with %s: the pair did not run as configured", metric, want)
 }
 
 var (
@@ -135,11 +149,13 @@ func weftProxyBinary(ctx context.Context) (string, error) {
 	return buildPath, buildErr
 }
 
-// RemoveBuilds deletes binaries built by this process; call it once the run is over.
+// RemoveBuilds deletes binaries built by this process; call it once the run is over, never
+// while a pair starts. A later Start builds again.
 func RemoveBuilds() {
 	if buildPath != "" {
 		os.RemoveAll(filepath.Dir(buildPath))
 	}
+	buildOnce, buildPath, buildErr = sync.Once{}, "", nil
 }
 
 // moduleRoot finds Weft's source tree from the working directory.
@@ -165,6 +181,10 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
+	proto := w.Protocol
+	if proto == "" {
+		proto = config.ProtocolHTTP1
+	}
 	var addrs [5]string // A's outbound, B's inbound, A's admin, B's admin, controller's HTTP
 	for i := range addrs {
 		if addrs[i], err = FreePort(); err != nil {
@@ -176,16 +196,22 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 	bPortN, _ := strconv.ParseUint(bPort, 10, 32)
 
 	store := memory.New(config.DefaultTrustDomain)
+	endpoints := []config.Endpoint{{
+		Address: portB, Identity: "spiffe://cluster.local/ns/default/sa/echo", Meshed: w.MTLS, Ready: true,
+	}}
+	if len(w.Endpoints) > 0 {
+		endpoints = nil
+		for _, addr := range w.Endpoints {
+			endpoints = append(endpoints, config.Endpoint{Address: addr, Ready: true})
+		}
+	}
 	store.SetService(config.Service{
-		Name: "echo", Namespace: config.DefaultNamespace, Protocol: config.ProtocolHTTP1,
-		Endpoints: []config.Endpoint{{
-			Address: portB, Identity: "spiffe://cluster.local/ns/default/sa/echo", Meshed: w.MTLS, Ready: true,
-		}},
+		Name: "echo", Namespace: config.DefaultNamespace, Protocol: proto, Endpoints: endpoints,
 	})
 	// The controller scrapes the proxies' metrics once at start and then hourly
 	// (ScrapeInterval below): not during the measurement, a cost the peers do not pay.
 	store.SetProxy(config.Proxy{ID: "echo-0", Service: "echo", Namespace: config.DefaultNamespace, AdminAddr: adminB,
-		Ports: []config.InboundPort{{Port: uint32(bPortN), Protocol: config.ProtocolHTTP1}}})
+		Ports: []config.InboundPort{{Port: uint32(bPortN), Protocol: proto}}})
 	store.SetProxy(config.Proxy{ID: "client-0", Service: "client", Namespace: config.DefaultNamespace, AdminAddr: adminA})
 
 	apiToken := make([]byte, 16)
@@ -239,11 +265,21 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 			return StartProc(name, env.Dir, bin, append(common, args...), []string{"GOMAXPROCS=1"})
 		}
 	}
-	pair, err := startPair(ctx, "http://"+portA+"/", portB,
-		startProxy("weft-b", "echo", []string{"--id", "echo-0", "--service", "echo", "--namespace", config.DefaultNamespace,
-			"--admin", adminB, "--inbound", portB + "=" + env.Echo + "/http"}),
-		startProxy("weft-a", "client", []string{"--id", "client-0", "--service", "client", "--namespace", config.DefaultNamespace,
-			"--admin", adminA, "--outbound", portA + "=echo.default/http"}))
+	startB := startProxy("weft-b", "echo", []string{"--id", "echo-0", "--service", "echo", "--namespace", config.DefaultNamespace,
+		"--admin", adminB, "--inbound", portB + "=" + env.Echo + "/" + string(proto)})
+	startA := startProxy("weft-a", "client", []string{"--id", "client-0", "--service", "client", "--namespace", config.DefaultNamespace,
+		"--admin", adminA, "--outbound", portA + "=echo.default/" + string(proto)})
+	if len(w.Endpoints) > 0 || proto != config.ProtocolHTTP1 {
+		pair, err := startAdminReady(ctx, portA, portB, adminA, adminB, startB, startA, len(w.Endpoints) == 0)
+		if err != nil {
+			stopController()
+			return nil, err
+		}
+		pair.Plaintext = !w.MTLS
+		pair.cleanup = stopController
+		return pair, nil
+	}
+	pair, err := startPair(ctx, "http://"+portA+"/", portB, startB, startA)
 	if err != nil {
 		stopController()
 		return nil, err
@@ -257,5 +293,61 @@ func (w Weft) Start(ctx context.Context, env Env) (*Pair, error) {
 		return nil, err
 	}
 	pair.cleanup = stopController
+	return pair, nil
+}
+
+// startAdminReady starts B (when withB) and A and waits until their admin servers answer /ready
+// with 200: for pairs the HTTP/1.1 probe of startPair cannot check.
+func startAdminReady(ctx context.Context, portA, portB, adminA, adminB string, startB, startA func() (*Proc, error), withB bool) (*Pair, error) {
+	pair := &Pair{URL: portA, BAddr: portB, BAdmin: adminB}
+	admins := []string{adminA}
+	if withB {
+		b, err := startB()
+		if err != nil {
+			return nil, err
+		}
+		pair.B = b
+		admins = append(admins, adminB)
+	}
+	a, err := startA()
+	if err != nil {
+		_ = pair.Stop()
+		return nil, err
+	}
+	pair.A = a
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, admin := range admins {
+		for {
+			for _, p := range []*Proc{pair.A, pair.B} {
+				if p != nil && p.Exited() {
+					_ = pair.Stop()
+					return nil, fmt.Errorf("%s exited during start-up: %v; log %s ends with: %s", p.Name, p.err, p.Log, p.Tail())
+				}
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/ready", nil)
+			if err != nil {
+				_ = pair.Stop()
+				return nil, err
+			}
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				_ = pair.Stop()
+				return nil, fmt.Errorf("weft proxy with admin %s not ready after 20s (last error: %v); see the logs in %s", admin, err, filepath.Dir(pair.A.Log))
+			}
+			select {
+			case <-ctx.Done():
+				_ = pair.Stop()
+				return nil, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
 	return pair, nil
 }

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"weft.dev/weft/bench/internal/controlplane"
 	"weft.dev/weft/bench/internal/echo"
 	"weft.dev/weft/bench/internal/goproxy"
 	"weft.dev/weft/bench/internal/pki"
@@ -21,7 +22,7 @@ import (
 
 // Environment variables read by a re-executed helper process.
 const (
-	EnvRole     = "WEFTBENCH_ROLE"     // "echo", "goproxy-client" or "goproxy-server"
+	EnvRole     = "WEFTBENCH_ROLE"     // "echo", "goproxy-client", "goproxy-server" or "controller"
 	EnvListen   = "WEFTBENCH_LISTEN"   // host:port to accept on
 	EnvUpstream = "WEFTBENCH_UPSTREAM" // host:port to forward to (goproxy roles)
 	EnvPKIDir   = "WEFTBENCH_PKI_DIR"  // directory written by pki.Generate (goproxy roles)
@@ -32,6 +33,7 @@ const (
 	Echo          = "echo"
 	GoProxyClient = "goproxy-client"
 	GoProxyServer = "goproxy-server"
+	GoRoundRobin  = "goproxy-round-robin"
 )
 
 // Main runs the role named by EnvRole until SIGTERM or SIGINT and exits the process. It returns
@@ -60,10 +62,15 @@ func run(ctx context.Context, name string) error {
 			return fmt.Errorf("listen %s: %w", listen, err)
 		}
 		return echo.Serve(ctx, ln)
-	case GoProxyClient, GoProxyServer:
+	case controlplane.Role:
+		return controlplane.ServeController(ctx, os.Stdin, os.Stdout)
+	case GoProxyClient, GoProxyServer, GoRoundRobin:
 		side := goproxy.Client
-		if name == GoProxyServer {
+		switch name {
+		case GoProxyServer:
 			side = goproxy.Server
+		case GoRoundRobin:
+			side = goproxy.RoundRobin
 		}
 		return goproxy.Run(ctx, goproxy.Config{
 			Side:     side,
@@ -72,5 +79,5 @@ func run(ctx context.Context, name string) error {
 			PKI:      pki.InDir(os.Getenv(EnvPKIDir)),
 		})
 	}
-	return fmt.Errorf("unknown role %q (want %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer)
+	return fmt.Errorf("unknown role %q (want %s, %s, %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer, GoRoundRobin, controlplane.Role)
 }

@@ -237,17 +237,21 @@ type servingCerts struct {
 	dns []string
 	ips []net.IP
 
-	// mu guards cur and renewAt.
+	// mu guards cur, renewAt and issuer.
 	mu      sync.Mutex
 	cur     *tls.Certificate
 	renewAt time.Time
+	// issuer signed cur; after a Rotate the certificate is issued again
+	// at once, since proxies may stop trusting the old issuer's anchor.
+	issuer *Issuer
 }
 
 func (s *servingCerts) Certificate() (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	if s.cur != nil && now.Before(s.renewAt) {
+	issuer := s.ca.issuer.Load()
+	if s.cur != nil && now.Before(s.renewAt) && issuer == s.issuer {
 		return s.cur, nil
 	}
 	c, err := s.ca.ServingCertificate(s.dns, s.ips, 0)
@@ -258,7 +262,7 @@ func (s *servingCerts) Certificate() (*tls.Certificate, error) {
 		return nil, err
 	}
 	// From now, not from NotBefore, which is backdated for clock skew.
-	s.cur, s.renewAt = c, now.Add(c.Leaf.NotAfter.Sub(now)*7/10)
+	s.cur, s.renewAt, s.issuer = c, now.Add(c.Leaf.NotAfter.Sub(now)*7/10), issuer
 	return c, nil
 }
 

@@ -508,3 +508,48 @@ func TestServingCertsRenew(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestServingCertsFollowRotation: after Rotate, the controller's serving
+// certificate comes from the new issuer at the next handshake, so proxies
+// that trust only the new anchor keep reaching the controller.
+func TestServingCertsFollowRotation(t *testing.T) {
+	ca := newCA(t, identity.CAConfig{})
+	src := ca.ServingCerts(nil, nil)
+	before, err := src.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := genRoots(t)
+	next, err := identity.LoadIssuer(r.anchor, r.cert, r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Rotate(next); err != nil {
+		t.Fatal(err)
+	}
+	after, err := src.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after == before {
+		t.Fatal("the serving certificate was not issued again after Rotate")
+	}
+	pool := x509.NewCertPool()
+	anchors, _ := pem.Decode(r.anchor)
+	anchor, err := x509.ParseCertificate(anchors.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AddCert(anchor)
+	inter := x509.NewCertPool()
+	for _, der := range after.Certificate[1:] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inter.AddCert(c)
+	}
+	if _, err := after.Leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Errorf("serving certificate after Rotate does not verify against the new anchor: %v", err)
+	}
+}

@@ -146,28 +146,37 @@ func (s *Scraper) Stat(window time.Duration) []ServiceStat {
 		get(svc.Name, svc.Namespace)
 	}
 	for id, p := range snap.Proxies {
-		a := get(p.Service, p.Namespace)
-		a.stat.Instances++
 		v, ok := views[id]
 		if !ok || v.service != config.Key(p.Service, p.Namespace) {
-			continue
+			v = view{}
+			ok = false
 		}
-		samples := inWindow(v.samples, from)
-		if v.lastOK {
-			a.stat.Meshed++
-			// The newest sample is the last scrape's; it is current unless
-			// it is older than the window (the scraper stopped).
-			if len(samples) > 0 {
-				for k, sr := range samples[len(samples)-1].series {
-					if k.dir == inbound {
-						a.stat.TCPConnections += sr.tcpOpen
+		var samples []*sample
+		if ok {
+			samples = inWindow(v.samples, from)
+		}
+		for _, name := range proxyServices(snap, p) {
+			a := get(name, p.Namespace)
+			a.stat.Instances++
+			if !ok {
+				continue
+			}
+			if v.lastOK {
+				a.stat.Meshed++
+				// The newest sample is the last scrape's; it is current
+				// unless it is older than the window (the scraper stopped).
+				if len(samples) > 0 {
+					for k, sr := range samples[len(samples)-1].series {
+						if k.dir == inbound {
+							a.stat.TCPConnections += sr.tcpOpen
+						}
 					}
 				}
 			}
-		}
-		inc, span := increases(samples, inbound)
-		for _, d := range inc {
-			a.tot.add(d, span)
+			inc, span := increases(samples, inbound)
+			for _, d := range inc {
+				a.tot.add(d, span)
+			}
 		}
 	}
 
@@ -186,6 +195,26 @@ func (s *Scraper) Stat(window time.Duration) []ServiceStat {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	return out
+}
+
+// proxyServices returns the services proxy p is an instance of: its
+// Service, and "<Service>-<Version>" when p has a Version and the snapshot
+// has a service of that name in p's namespace (a versioned workload, such
+// as api v1 behind the service api-v1 of a traffic split). The proxy's
+// inbound metrics are labelled with its Service; they count for both.
+func proxyServices(snap *config.Snapshot, p *config.Proxy) []string {
+	if p.Version == "" {
+		return []string{p.Service}
+	}
+	ns := p.Namespace
+	if ns == "" {
+		ns = config.DefaultNamespace
+	}
+	versioned := p.Service + "-" + p.Version
+	if _, ok := snap.Services[config.Key(versioned, ns)]; !ok {
+		return []string{p.Service}
+	}
+	return []string{p.Service, versioned}
 }
 
 // Edges returns the traffic between services over the window ending now,

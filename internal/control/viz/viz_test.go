@@ -614,3 +614,41 @@ func TestRun(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 }
+
+// TestStatVersionedServices: a proxy of service api version v1 is an
+// instance of api and of api-v1 when the snapshot has api-v1, and its
+// inbound traffic (labelled api) counts for both rows.
+func TestStatVersionedServices(t *testing.T) {
+	h := newHarness(t)
+	v1, v2, v3 := newFakeProxy(t), newFakeProxy(t), newFakeProxy(t)
+	versioned := func(id, version string, p *fakeProxy) *config.Proxy {
+		cp := proxy(id, "api", p)
+		cp.Version = version
+		return cp
+	}
+	h.src.set([]*config.Service{
+		{Name: "api", Namespace: "default"},
+		{Name: "api-v1", Namespace: "default"},
+		{Name: "api-v2", Namespace: "default"},
+	}, versioned("api-v1-0", "v1", v1), versioned("api-v2-0", "v2", v2), versioned("api-v3-0", "v3", v3))
+	h.scrapeAt(t, 0)
+	v1.serve("inbound", "api.default", 30, 200, 0.003)
+	v2.serve("inbound", "api.default", 10, 500, 0.003)
+	v3.serve("inbound", "api.default", 10, 200, 0.003)
+	v1.setConns("inbound", "api.default", 2)
+	v2.setConns("inbound", "api.default", 5)
+	h.scrapeAt(t, 10)
+
+	got := statJSON(t, h.s.Stat(10*time.Second))
+	want := statJSON(t, []ServiceStat{
+		{Name: "api", Namespace: "default", Instances: 3, Meshed: 3, Requests: 50, SuccessRate: f(0.8),
+			RPS: 5, P50Ms: f(3), P95Ms: f(4.8), P99Ms: f(4.96), TCPConnections: 7},
+		{Name: "api-v1", Namespace: "default", Instances: 1, Meshed: 1, Requests: 30, SuccessRate: f(1),
+			RPS: 3, P50Ms: f(3), P95Ms: f(4.8), P99Ms: f(4.96), TCPConnections: 2},
+		{Name: "api-v2", Namespace: "default", Instances: 1, Meshed: 1, Requests: 10, SuccessRate: f(0),
+			RPS: 1, P50Ms: f(3), P95Ms: f(4.8), P99Ms: f(4.96), TCPConnections: 5},
+	})
+	if got != want {
+		t.Errorf("Stat(10s) =\n%s\nwant\n%s", got, want)
+	}
+}

@@ -86,6 +86,11 @@ const earlyResponseWait = 100 * time.Millisecond
 // its pool. timeout bounds the wait for the response head (0: none).
 // mayRetry allows returning errRetry.
 func (cc *clientConn) exchange(req *RequestHead, uc *upstreamConn, timeout time.Duration, mayRetry bool) (int, bool, error) {
+	cc.inflight.Store(uc)
+	defer cc.inflight.Store(nil)
+	if cc.aborted.Load() {
+		_ = uc.conn.Close()
+	}
 	pool := uc.pool
 	retryable := mayRetry && uc.reused && (req.body == bodyNone || cc.buffered) && req.upgrade == "" && req.method != "CONNECT"
 	cc.writeRequestHead(uc.bw, req)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"weft.dev/weft/internal/proxy/proxyerr"
@@ -88,6 +89,12 @@ type clientConn struct {
 	draining bool
 
 	deadline bool // a read deadline may be armed on c
+
+	// inflight is the upstream connection of the exchange in progress,
+	// nil between exchanges; aborted is set once abort ran. abort closes
+	// inflight; an exchange starting after abort closes its own.
+	inflight atomic.Pointer[upstreamConn]
+	aborted  atomic.Bool
 }
 
 // aLongTimeAgo is a deadline in the past, to interrupt a blocked read.
@@ -101,6 +108,14 @@ var aLongTimeAgo = time.Unix(1, 0)
 // (WebSocket, CONNECT) are not interrupted by the drain: they end when
 // either side closes, or when the caller closes c.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	s.ServeConnAbort(ctx, nil, c)
+}
+
+// ServeConnAbort is ServeConn, and when abort (if not nil) ends it closes
+// c and the upstream connection of the request in flight at once: a hard
+// stop, for a drain whose deadline passed while the application still
+// holds a request or a tunnel.
+func (s *Server) ServeConnAbort(ctx, abort context.Context, c net.Conn) {
 	cc := &clientConn{
 		s:          s,
 		c:          c,
@@ -130,8 +145,13 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		cc.idleTime = defaultIdleTimeout
 	}
 	stop := context.AfterFunc(ctx, cc.drain)
+	stopAbort := func() bool { return false }
+	if abort != nil && abort.Done() != nil {
+		stopAbort = context.AfterFunc(abort, cc.abort)
+	}
 	defer func() {
 		stop()
+		stopAbort()
 		_ = c.Close()
 		putReader(cc.br)
 		putWriter(cc.bw)
@@ -147,6 +167,15 @@ func (cc *clientConn) drain() {
 	cc.draining = true
 	if cc.idle {
 		_ = cc.c.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// abort closes the client connection and the upstream one in use.
+func (cc *clientConn) abort() {
+	cc.aborted.Store(true)
+	_ = cc.c.Close()
+	if uc := cc.inflight.Load(); uc != nil {
+		_ = uc.conn.Close()
 	}
 }
 

@@ -257,16 +257,22 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 // serveHTTP1 serves an HTTP/1.1 connection with a router that knows the
 // connection's peer.
 func (s *Server) serveHTTP1(ctx context.Context, c net.Conn, ci connInfo) {
+	cc, m := s.countConn(c, ci)
+	defer closeCounted(m, cc)
+	c = cc
 	if ci == (connInfo{}) {
-		s.http1.ServeConn(ctx, c)
+		s.http1.ServeConnAbort(ctx, listener.Aborted(ctx), c)
 		return
 	}
 	srv := *s.http1
 	srv.Router = connRouter{s: s, ci: ci}
-	srv.ServeConn(ctx, c)
+	srv.ServeConnAbort(ctx, listener.Aborted(ctx), c)
 }
 
 func (s *Server) serveH2(ctx context.Context, c net.Conn, ci connInfo) {
+	cc, m := s.countConn(c, ci)
+	defer closeCounted(m, cc)
+	c = cc
 	defer c.Close()
 	key := c.RemoteAddr().String()
 	s.conns.Store(key, ci)
@@ -278,11 +284,14 @@ func (s *Server) serveH2(ctx context.Context, c net.Conn, ci connInfo) {
 // application refuses, the connection is closed.
 func (s *Server) forwardTCP(ctx context.Context, c net.Conn, ci connInfo) {
 	defer c.Close()
-	if !s.authorizeTCP(c, ci.peer) {
-		return
-	}
+	// Counted by tcp.Forward rather than conncount: c stays unwrapped so
+	// the kernel can splice it.
 	m := s.metrics.WithTLS(ci.tls)
 	m.TCPOpen()
+	if !s.authorizeTCP(c, ci.peer) {
+		m.TCPClose(0, 0)
+		return
+	}
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	up, err := s.app.Dial(dctx, transport.TCP)
 	cancel()
@@ -291,7 +300,7 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn, ci connInfo) {
 		m.TCPClose(0, 0)
 		return
 	}
-	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
+	from, to, ferr := tcp.Forward(listener.Aborted(ctx), c, up)
 	m.TCPClose(from, to)
 	s.log.Debug("opaque connection closed", "bytes_in", from, "bytes_out", to, "err", ferr)
 }

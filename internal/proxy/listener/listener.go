@@ -35,7 +35,10 @@ type Config struct {
 // Handler serves one connection. ctx ends when a drain starts: HTTP
 // handlers finish the request in flight and close; handlers that cannot
 // drain (opaque TCP) ignore it and are closed at the drain deadline.
-// Handlers close c when they are done.
+// Handlers close c when they are done. At the drain deadline Serve closes
+// c; Aborted(ctx) ends then too, and handlers close on it whatever else
+// they opened for c (their upstream connections), so that a request the
+// application never answers cannot hold the drain past its deadline.
 type Handler func(ctx context.Context, c net.Conn)
 
 // Serve accepts connections on ln until ctx ends, then drains. It closes
@@ -54,7 +57,9 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config, handle Handler) err
 		conns = map[net.Conn]struct{}{}
 		wg    sync.WaitGroup
 	)
-	drainCtx, startDrain := context.WithCancel(context.WithoutCancel(ctx))
+	abortCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	drainCtx, startDrain := context.WithCancel(context.WithValue(abortCtx, abortKey{}, abortCtx))
 	defer startDrain()
 	stopAccept := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stopAccept()
@@ -120,12 +125,26 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config, handle Handler) err
 			c.Close()
 		}
 		mu.Unlock()
+		abort()
 		log.Warn("drain deadline passed; closed connections still open", "addr", ln.Addr().String(), "connections", n)
 		<-done
 	}
 	cancel()
 	hook.Wait()
 	return acceptErr
+}
+
+type abortKey struct{}
+
+// Aborted returns the context, carried by a Handler's ctx, that ends at the
+// drain deadline, when Serve closes the connections still open (and when
+// Serve returns). For a ctx that does not come from Serve it returns a
+// context that never ends.
+func Aborted(ctx context.Context) context.Context {
+	if a, ok := ctx.Value(abortKey{}).(context.Context); ok {
+		return a
+	}
+	return context.Background()
 }
 
 // retryable reports whether an accept error is passing: out of file

@@ -76,19 +76,19 @@ func New() *Registry {
 			Name: "weft_response_latency_seconds", Help: "Time from a request's head to the end of its response.", Buckets: LatencyBuckets,
 		}, labels),
 		tcpOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "weft_tcp_open_connections", Help: "Opaque TCP connections currently open.",
+			Name: "weft_tcp_open_connections", Help: "TCP connections currently open (HTTP and opaque).",
 		}, labels),
 		tcpOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_tcp_open_total", Help: "Opaque TCP connections opened.",
+			Name: "weft_tcp_open_total", Help: "TCP connections opened (HTTP and opaque).",
 		}, labels),
 		tcpCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_tcp_close_total", Help: "Opaque TCP connections closed.",
+			Name: "weft_tcp_close_total", Help: "TCP connections closed (HTTP and opaque).",
 		}, labels),
 		tcpRead: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_tcp_read_bytes_total", Help: "Bytes read from the downstream side of opaque TCP connections.",
+			Name: "weft_tcp_read_bytes_total", Help: "Bytes read from the downstream side of TCP connections.",
 		}, labels),
 		tcpWrite: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_tcp_write_bytes_total", Help: "Bytes written to the downstream side of opaque TCP connections.",
+			Name: "weft_tcp_write_bytes_total", Help: "Bytes written to the downstream side of TCP connections.",
 		}, labels),
 	}
 	r.reg.MustRegister(r.requests, r.responses, r.latency, r.tcpOpen, r.tcpOpens, r.tcpCloses, r.tcpRead, r.tcpWrite,
@@ -202,13 +202,13 @@ func (s *Service) code(code int) *codeCounters {
 	return s.codes[i].Load()
 }
 
-// TCPOpen counts an opaque connection opened.
+// TCPOpen counts a connection opened (HTTP or opaque).
 func (s *Service) TCPOpen() {
 	s.tcpOpens.Inc()
 	s.tcpOpen.Inc()
 }
 
-// TCPClose counts an opaque connection closed after read bytes came from
+// TCPClose counts a connection closed after read bytes came from
 // downstream and written bytes went to it.
 func (s *Service) TCPClose(read, written int64) {
 	s.tcpCloses.Inc()

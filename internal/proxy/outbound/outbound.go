@@ -401,8 +401,7 @@ func (s *Server) countRefused(st *state, err error) {
 // (a refused connect says nothing of latency, and failure accrual counted
 // it); timeouts do count, as they are slow.
 func finish(ep *balance.Endpoint, start time.Time, err error) time.Duration {
-	var pe *proxyerr.Error
-	if err != nil && errors.As(err, &pe) && pe.Status != http.StatusGatewayTimeout {
+	if pe, ok := errors.AsType[*proxyerr.Error](err); ok && pe.Status != http.StatusGatewayTimeout {
 		return ep.Abandon(start)
 	}
 	return ep.Finish(start)
@@ -413,16 +412,17 @@ func finish(ep *balance.Endpoint, start time.Time, err error) time.Duration {
 // may declare the protocol; requests then fail fast if none came.
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	proto := s.cfg.Protocol
-	if st := s.current(ctx); proto == config.ProtocolDetect && st != nil {
+	st := s.current(ctx)
+	if proto == config.ProtocolDetect && st != nil {
 		proto = st.protocol
 	}
 	var pc net.Conn = c
 	switch proto {
 	case config.ProtocolHTTP1:
-		s.http1.ServeConn(ctx, c)
+		s.serveHTTP1(ctx, st, c)
 		return
 	case config.ProtocolHTTP2, config.ProtocolGRPC:
-		s.serveH2(ctx, c)
+		s.serveH2(ctx, st, c)
 		return
 	case config.ProtocolTCP:
 	default:
@@ -435,19 +435,27 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		pc = res.Conn
 		switch res.Protocol {
 		case detect.HTTP1:
-			s.http1.ServeConn(ctx, pc)
+			s.serveHTTP1(ctx, st, pc)
 			return
 		case detect.HTTP2:
-			s.serveH2(ctx, pc)
+			s.serveH2(ctx, st, pc)
 			return
 		}
 	}
 	s.forwardTCP(ctx, pc)
 }
 
-func (s *Server) serveH2(ctx context.Context, c net.Conn) {
-	defer c.Close()
-	s.h2.ServeConn(ctx, c)
+func (s *Server) serveHTTP1(ctx context.Context, st *state, c net.Conn) {
+	cc, m := s.countConn(st, c)
+	defer closeCounted(m, cc)
+	s.http1.ServeConnAbort(ctx, listener.Aborted(ctx), cc)
+}
+
+func (s *Server) serveH2(ctx context.Context, st *state, c net.Conn) {
+	cc, m := s.countConn(st, c)
+	defer closeCounted(m, cc)
+	defer cc.Close()
+	s.h2.ServeConn(ctx, cc)
 }
 
 // forwardTCP forwards an opaque connection (or TLS from the workload) to
@@ -496,7 +504,7 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 		return
 	}
 	m.TCPOpen()
-	from, to, ferr := tcp.Forward(context.WithoutCancel(ctx), c, up)
+	from, to, ferr := tcp.Forward(listener.Aborted(ctx), c, up)
 	ep.Abandon(epStart)
 	m.TCPClose(from, to)
 	s.log.Debug("opaque connection closed", "upstream", up.RemoteAddr().String(),

@@ -161,9 +161,11 @@ func (s *Server) admit(st *state, u *upstream.Upstream, rule *meshv1.RouteRule, 
 // A connection limit of the proxy's own is not the endpoint's failure,
 // nor is a client that went away.
 func accrue(ep *balance.Endpoint, status int, err error) {
-	var pe *proxyerr.Error
+	// errors.AsType, unlike errors.As with a local target, does not move
+	// a variable to the heap on every request.
+	pe, isPE := errors.AsType[*proxyerr.Error](err)
 	switch {
-	case errors.As(err, &pe):
+	case isPE:
 		if strings.HasPrefix(pe.Reason, "connect to ") || strings.HasPrefix(pe.Reason, "circuit open") {
 			return
 		}

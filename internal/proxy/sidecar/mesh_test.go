@@ -1046,7 +1046,8 @@ func TestInboundProtocols(t *testing.T) {
 	}
 	_, metrics := p.adminGet(t, "/metrics")
 	for _, want := range []string{
-		`weft_tcp_open_total{direction="inbound",service="db.default",tls="false"} 1`,
+		// Every connection counts: the opaque one and the two HTTP ones.
+		`weft_tcp_open_total{direction="inbound",service="db.default",tls="false"} 3`,
 		// The opaque port was not parsed as HTTP; the others were.
 		`weft_requests_total{direction="inbound",service="db.default",tls="false"} 2`,
 	} {

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"weft.dev/weft/bench/internal/balance"
+	"weft.dev/weft/bench/internal/controlplane"
+	"weft.dev/weft/bench/internal/peer"
+	"weft.dev/weft/bench/internal/protocols"
+	"weft.dev/weft/bench/internal/role"
+)
+
+// runControlPlane runs one control-plane scenario per "SERVICESxPROXIES" item of spec and writes
+// the table to stdout and, with out set, <time>-controlplane.{json,md} into out.
+func runControlPlane(ctx context.Context, spec string, changes int, out string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	started := time.Now().UTC()
+	var rs []*controlplane.Result
+	for _, item := range strings.Split(spec, ",") {
+		s, p, ok := strings.Cut(strings.TrimSpace(item), "x")
+		services, err1 := strconv.Atoi(s)
+		proxies, err2 := strconv.Atoi(p)
+		if !ok || err1 != nil || err2 != nil || services < 2 || proxies < 1 {
+			return fmt.Errorf("-controlplane: %q is not SERVICESxPROXIES (e.g. 1000x2000, at least 2 services)", item)
+		}
+		fmt.Fprintf(os.Stderr, "control plane: %d services, %d simulated proxies, %d route changes\n", services, proxies, changes)
+		r, err := controlplane.Run(ctx, controlplane.Config{Self: self, EnvRole: role.EnvRole, Services: services, Proxies: proxies, Changes: changes})
+		if err != nil {
+			return fmt.Errorf("control plane %s: %w", item, err)
+		}
+		rs = append(rs, r)
+	}
+	if err := controlplane.WriteMarkdown(os.Stdout, rs); err != nil {
+		return err
+	}
+	return writeResults(out, started, "controlplane", struct {
+		Started time.Time              `json:"started"`
+		Results []*controlplane.Result `json:"results"`
+	}{started, rs}, func(w io.Writer) error { return controlplane.WriteMarkdown(w, rs) })
+}
+
+// runProtocols runs the protocol scenarios (kinds: comma-separated, or "all") at rate and writes
+// the tables to stdout and, with out set, <time>-protocols.{json,md} into out.
+func runProtocols(ctx context.Context, kinds string, rate float64, conns int, d, warmup time.Duration, bulk int64, quick, verbose bool, out string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	cfg := protocols.Config{Rate: rate, Conns: conns, Duration: d, Warmup: warmup, BulkBytes: bulk, Self: self,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	if kinds != "all" {
+		cfg.Kinds = strings.Split(kinds, ",")
+	}
+	if quick {
+		cfg = protocols.Quick(cfg)
+	}
+	started := time.Now().UTC()
+	ws, err := protocols.Run(ctx, cfg)
+	defer peer.RemoveBuilds()
+	if err != nil {
+		return err
+	}
+	if err := protocols.WriteMarkdown(os.Stdout, ws); err != nil {
+		return err
+	}
+	return writeResults(out, started, "protocols", struct {
+		Started time.Time           `json:"started"`
+		Config  protocols.Config    `json:"config"`
+		Windows []*protocols.Window `json:"windows"`
+	}{started, cfg, ws}, func(w io.Writer) error { return protocols.WriteMarkdown(w, ws) })
+}
+
+// writeResults writes v as <out>/<started>-<name>.json and the markdown md writes as .md.
+func writeResults(out string, started time.Time, name string, v any, md func(io.Writer) error) error {
+	if out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("create -out directory: %w", err)
+	}
+	base := filepath.Join(out, started.Format("2006-01-02T150405Z")+"-"+name)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(base+".json", append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	f, err := os.Create(base + ".md")
+	if err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	err = md(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s.md: %w", base, err)
+	}
+	fmt.Fprintf(os.Stderr, "results written to %s.{json,md}\n", base)
+	return nil
+}
+
+// runBalance runs the slow-endpoint scenario and writes its table to stdout and, with out set,
+// <time>-balance.{json,md} into out.
+func runBalance(ctx context.Context, delay time.Duration, rate float64, conns int, d, warmup time.Duration, quick, verbose bool, out string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	cfg := balance.Config{Delay: delay, Rate: rate, Connections: conns, Duration: d, Warmup: warmup, Self: self,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	if quick {
+		cfg = balance.Quick(cfg)
+	}
+	started := time.Now().UTC()
+	ws, err := balance.Run(ctx, cfg)
+	defer peer.RemoveBuilds()
+	if err != nil {
+		return err
+	}
+	if err := balance.WriteMarkdown(os.Stdout, cfg, ws); err != nil {
+		return err
+	}
+	return writeResults(out, started, "balance", struct {
+		Started time.Time         `json:"started"`
+		Config  balance.Config    `json:"config"`
+		Windows []*balance.Window `json:"windows"`
+	}{started, cfg, ws}, func(w io.Writer) error { return balance.WriteMarkdown(w, cfg, ws) })
+}
