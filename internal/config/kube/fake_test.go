@@ -2,7 +2,9 @@ package kube_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/config/kube"
@@ -109,5 +112,25 @@ func TestSourceWithFakeClients(t *testing.T) {
 	})
 	if snap.Version != v+1 {
 		t.Errorf("version: got %d, want %d (one change)", snap.Version, v+1)
+	}
+}
+
+// TestRunFailsWhenDiscoveryFails checks that Run returns the error (and
+// stops its informers) when the API server's discovery fails.
+func TestRunFailsWhenDiscoveryFails(t *testing.T) {
+	client := fake.NewClientset()
+	client.PrependReactor("get", "resource", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("connection refused")
+	})
+	dyn := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())
+	src := kube.New(kube.Options{Client: client, Dynamic: dyn})
+	err := src.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "check that the API server is reachable") {
+		t.Errorf("got %v, want the discovery error and what to check", err)
+	}
+	select {
+	case <-src.Synced():
+		t.Error("Synced closed although Run failed")
+	default:
 	}
 }

@@ -190,7 +190,9 @@ func (s *Source) Run(ctx context.Context) error {
 		DeleteFunc: func(any) { s.poke() },
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(s.opts.Client, 0, informers.WithNamespace(s.opts.Namespace))
-	defer factory.Shutdown()
+	// Shutdown waits for the informers, which stop when ctx ends: cancel
+	// first, whatever way Run returns.
+	defer func() { cancel(); factory.Shutdown() }()
 	var l listers
 	svc := factory.Core().V1().Services()
 	pods := factory.Core().V1().Pods()
@@ -209,7 +211,7 @@ func (s *Source) Run(ctx context.Context) error {
 			known:   map[schema.GroupResource]bool{},
 			handler: handler,
 		}
-		defer docs.factory.Shutdown()
+		defer func() { cancel(); docs.factory.Shutdown() }()
 		if err := s.discover(ctx, docs, &l, true); err != nil {
 			return err
 		}
