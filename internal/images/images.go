@@ -131,7 +131,8 @@ func Build(ctx context.Context, imgs []Image, o Options) ([]string, error) {
 }
 
 func goBuild(ctx context.Context, o Options, pkg, dst string) error {
-	args := []string{"build", "-trimpath", "-o", dst}
+	// grpcnotrace: see docs/performance.md, "Profiles".
+	args := []string{"build", "-trimpath", "-tags", "grpcnotrace", "-o", dst}
 	if o.LDFlags != "" {
 		args = append(args, "-ldflags", o.LDFlags)
 	}

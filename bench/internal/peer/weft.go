@@ -140,7 +140,7 @@ func weftProxyBinary(ctx context.Context) (string, error) {
 			return
 		}
 		buildPath = filepath.Join(dir, "weft-proxy")
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", buildPath, "./cmd/weft-proxy")
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "grpcnotrace", "-o", buildPath, "./cmd/weft-proxy") // as weft up and the images build it
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build ./cmd/weft-proxy: %w: %s", err, strings.TrimSpace(string(out)))
