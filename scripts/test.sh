@@ -49,5 +49,12 @@ if command -v staticcheck >/dev/null; then
 	staticcheck ./...
 fi
 
+# kube-apiserver and etcd for the tests against a real API server, built from
+# Go modules under test/kube/tools and cached by version (minutes the first
+# time, nothing afterwards).
+log "kube-apiserver and etcd for the Kubernetes tests"
+WEFT_KUBE_BIN_DIR="$(test/kube/build.sh)"
+export WEFT_KUBE_BIN_DIR
+
 log "go test"
 go test -count=1 -timeout 25m "$@" ./...
