@@ -71,6 +71,8 @@ func (c *Controller) serverOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainStreamInterceptor(c.authorizeStream),
+		grpc.ReadBufferSize(connReadBuffer),
+		grpc.WriteBufferSize(connWriteBuffer),
 	}
 }
 
@@ -238,3 +240,21 @@ func (s identityStatus) IdentityStatus() httpapi.IdentityResponse {
 	slices.SortFunc(resp.Workloads, func(a, b httpapi.WorkloadIdentity) int { return strings.Compare(a.Identity, b.Identity) })
 	return resp
 }
+
+// Per-connection buffers of the gRPC server. The mesh API's messages are
+// small and a proxy's connection idles between changes, yet gRPC's defaults
+// allocate a 32 KiB read buffer for the life of every connection and a
+// 32 KiB write buffer from a shared pool per flush. With 4 KiB buffers,
+// weftbench -controlplane 100x2000
+// measured the controller's live heap with 2,000 connected proxies at
+// 87-94 MiB instead of 185 MiB (runtime HeapAlloc after GC; the heap goal
+// 180 instead of 380 MiB). VmRSS stayed at 225-255 MiB: only the first page
+// of each idle buffer was ever touched, so the defaults cost address space
+// and GC headroom rather than resident memory while snapshots stay small.
+// What is resident is the heap goal (about twice the live heap: TLS state,
+// transport and per-stream state) and 67 MiB of goroutine stacks (three
+// transport goroutines per connection plus one per watch stream).
+const (
+	connReadBuffer  = 4 << 10
+	connWriteBuffer = 4 << 10
+)
