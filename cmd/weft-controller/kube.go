@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"weft.dev/weft/internal/config/kube"
+	"weft.dev/weft/internal/control/anchors"
 	"weft.dev/weft/internal/control/controller"
 	"weft.dev/weft/internal/control/identity"
 	"weft.dev/weft/internal/control/identity/tokenreview"
@@ -62,7 +63,7 @@ func kubeFlags(fs *flag.FlagSet, o *kubeOptions) {
 
 // runKube runs the controller over the Kubernetes API: informers as the
 // configuration, TokenReview as the proxies' proof of identity, and the
-// injection webhook.
+// injection webhook, and the trust anchors copied into every namespace.
 func runKube(ctx context.Context, o options, token string, log *slog.Logger) error {
 	k := o.kube
 	if o.configFile != "" || o.joinTokenDir != "" {
@@ -126,6 +127,7 @@ func runKube(ctx context.Context, o options, token string, log *slog.Logger) err
 		}()
 	}
 	start("watch the Kubernetes API", src.Run)
+	start("publish the trust anchors", anchors.New(client, c.TrustAnchorsPEM(), 0, log).Run)
 	if hook != nil {
 		start("injection webhook", hook.Run)
 	}
