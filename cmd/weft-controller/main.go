@@ -1,7 +1,9 @@
 // Command weft-controller runs Weft's control plane: the proxy API and the
 // certificate authority (gRPC over TLS), the CLI's HTTP API and the metrics
 // scraper, over an in-memory configuration optionally seeded from a file of
-// documents.
+// documents (--source=local) or over the Kubernetes API (--source=kubernetes,
+// kube.go: informers, TokenReview, the injection webhook, the trust anchors
+// copied into every namespace).
 package main
 
 import (
