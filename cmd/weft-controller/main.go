@@ -1,7 +1,9 @@
 // Command weft-controller runs Weft's control plane: the proxy API and the
 // certificate authority (gRPC over TLS), the CLI's HTTP API and the metrics
 // scraper, over an in-memory configuration optionally seeded from a file of
-// documents.
+// documents (--source=local) or over the Kubernetes API (--source=kubernetes,
+// kube.go: informers, TokenReview, the injection webhook, the trust anchors
+// copied into every namespace).
 package main
 
 import (
@@ -24,6 +26,8 @@ import (
 )
 
 type options struct {
+	source             string
+	kube               kubeOptions
 	grpcAddr, httpAddr string
 	tokenFile          string
 	configFile         string
@@ -38,22 +42,15 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.grpcAddr, "grpc-addr", controller.DefaultGRPCAddr, "listen address of the proxy API (gRPC)")
-	flag.StringVar(&o.httpAddr, "http-addr", controller.DefaultHTTPAddr, "listen address of the CLI's HTTP API")
-	flag.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token the HTTP API requires (required)")
-	flag.StringVar(&o.configFile, "config", "", "YAML file of documents applied at start; a Mesh document in it registers its services")
-	flag.StringVar(&o.defaultInbound, "default-inbound-policy", "all-unauthenticated", "the mesh's default inbound policy where no InboundPolicyDefault or Server decides: all-unauthenticated, all-authenticated, deny or audit")
-	flag.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
-	flag.StringVar(&o.anchors, "identity-trust-anchors", "", "PEM file of the mesh's trust anchors (with --identity-issuer-cert and --identity-issuer-key; default: generated in memory)")
-	flag.StringVar(&o.issuerCert, "identity-issuer-cert", "", "PEM file of the issuer certificate that signs workload certificates")
-	flag.StringVar(&o.issuerKey, "identity-issuer-key", "", "PEM file of the issuer's private key")
-	flag.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "trust domain of the mesh's SPIFFE IDs")
-	flag.DurationVar(&o.certLifetime, "cert-lifetime", 24*time.Hour, "lifetime of workload certificates (renewed at 70%)")
-	flag.StringVar(&o.anchorsOut, "write-trust-anchors", "", "write the trust anchors proxies need (--trust-anchors) to this file")
-	flag.StringVar(&o.joinTokenDir, "join-token-dir", "", "directory of join tokens, one file SERVICE.NAMESPACE.token (0600) per service of --config, created if missing")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "weft-controller: unexpected arguments %q; see -help\n", flag.Args())
+	fs := newFlagSet(&o)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "weft-controller: unexpected arguments %q; see -help\n", fs.Args())
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -63,6 +60,27 @@ func main() {
 		fmt.Fprintf(os.Stderr, "weft-controller: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// newFlagSet registers every flag of weft-controller into o.
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("weft-controller", flag.ContinueOnError)
+	fs.StringVar(&o.source, "source", "local", "configuration source: local (in memory, --config, the HTTP API's apply) or kubernetes (the API server's objects)")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", controller.DefaultGRPCAddr, "listen address of the proxy API (gRPC)")
+	fs.StringVar(&o.httpAddr, "http-addr", controller.DefaultHTTPAddr, "listen address of the CLI's HTTP API")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token the HTTP API requires (required)")
+	fs.StringVar(&o.configFile, "config", "", "YAML file of documents applied at start; a Mesh document in it registers its services")
+	fs.StringVar(&o.defaultInbound, "default-inbound-policy", "all-unauthenticated", "the mesh's default inbound policy where no InboundPolicyDefault or Server decides: all-unauthenticated, all-authenticated, deny or audit")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.StringVar(&o.anchors, "identity-trust-anchors", "", "PEM file of the mesh's trust anchors (with --identity-issuer-cert and --identity-issuer-key; default: generated in memory)")
+	fs.StringVar(&o.issuerCert, "identity-issuer-cert", "", "PEM file of the issuer certificate that signs workload certificates")
+	fs.StringVar(&o.issuerKey, "identity-issuer-key", "", "PEM file of the issuer's private key")
+	fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "trust domain of the mesh's SPIFFE IDs")
+	fs.DurationVar(&o.certLifetime, "cert-lifetime", 24*time.Hour, "lifetime of workload certificates (renewed at 70%)")
+	fs.StringVar(&o.anchorsOut, "write-trust-anchors", "", "write the trust anchors proxies need (--trust-anchors) to this file")
+	fs.StringVar(&o.joinTokenDir, "join-token-dir", "", "directory of join tokens, one file SERVICE.NAMESPACE.token (0600) per service of --config, created if missing")
+	kubeFlags(fs, &o.kube)
+	return fs
 }
 
 func run(ctx context.Context, o options) error {
@@ -77,6 +95,12 @@ func run(ctx context.Context, o options) error {
 	token := strings.TrimSpace(string(data))
 	if token == "" {
 		return fmt.Errorf("--token-file %s is empty: write the bearer token into it", o.tokenFile)
+	}
+	if o.source == "kubernetes" {
+		return runKube(ctx, o, token, log)
+	}
+	if o.source != "local" {
+		return fmt.Errorf("--source %q: want local or kubernetes", o.source)
 	}
 	store := memory.New("")
 	if o.configFile != "" {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 
 	"weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/config/memory"
 	"weft.dev/weft/internal/control/httpapi"
 	"weft.dev/weft/internal/control/identity"
@@ -53,8 +54,16 @@ type Config struct {
 	HTTPAddr string
 	// Token is the bearer token the HTTP API requires; required.
 	Token string
-	// Store is the configuration source and the target of apply; required.
+	// Store is the configuration source and the target of apply (local
+	// mode); required unless Source is set.
 	Store *memory.Store
+	// Source is a read-only configuration source (Kubernetes mode), used
+	// when Store is nil: the HTTP API then refuses apply and delete and
+	// points the user to kubectl.
+	Source config.Source
+	// Authenticator turns a proxy's proof of identity into its identity
+	// (Kubernetes mode: TokenReview); nil means the join tokens (Tokens).
+	Authenticator identity.Authenticator
 	// Logger; nil discards logs.
 	Logger *slog.Logger
 	// ScrapeInterval between scrapes of the proxies' metrics; zero means 2s.
@@ -99,8 +108,11 @@ type Controller struct {
 
 // New validates cfg and builds the parts. It does no I/O.
 func New(cfg Config) (*Controller, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("controller: a configuration store is required")
+	if cfg.Store != nil {
+		cfg.Source = cfg.Store
+	}
+	if cfg.Source == nil {
+		return nil, errors.New("controller: a configuration store is required (Store, or Source in Kubernetes mode)")
 	}
 	if cfg.Token == "" {
 		return nil, errors.New("controller: a bearer token for the HTTP API is required")
@@ -141,14 +153,14 @@ func New(cfg Config) (*Controller, error) {
 	c := &Controller{
 		cfg:    cfg,
 		log:    log.With("component", "controller"),
-		push:   push.New(cfg.Store, push.Config{Logger: log, DefaultInboundPolicy: defaultPolicy}),
+		push:   push.New(cfg.Source, push.Config{Logger: log, DefaultInboundPolicy: defaultPolicy}),
 		ready:  make(chan struct{}),
 		ca:     ca,
 		tokens: cfg.Tokens,
 		leaves: &leafLog{},
 	}
-	c.scraper = viz.New(cfg.Store, viz.Config{Interval: cfg.ScrapeInterval, Logger: log})
-	api, err := httpapi.New(httpapi.Config{Token: cfg.Token, Store: cfg.Store, Sent: c.push, Stats: c.scraper,
+	c.scraper = viz.New(cfg.Source, viz.Config{Interval: cfg.ScrapeInterval, Logger: log})
+	api, err := httpapi.New(httpapi.Config{Token: cfg.Token, Store: cfg.Store, Source: cfg.Source, Sent: c.push, Stats: c.scraper,
 		Identity: identityStatus{c}, Logger: log})
 	if err != nil {
 		return nil, err

@@ -79,7 +79,7 @@ func (c *Controller) serverOptions() []grpc.ServerOption {
 // registerIdentity adds the Identity API, recording what it issues.
 func (c *Controller) registerIdentity(g *grpc.Server) {
 	identityv1.RegisterIdentityServer(g, &issuedRecorder{
-		Server: identity.NewServer(c.ca, c.tokens, c.log),
+		Server: identity.NewServer(c.ca, c.authenticator(), c.log),
 		leaves: c.leaves,
 	})
 }
@@ -131,7 +131,7 @@ func (s *authorizedStream) RecvMsg(m any) error {
 // the service account is the service name.
 func (c *Controller) workloadID(info *meshv1.ProxyInfo) string {
 	svc, ns := info.GetWorkload(), info.GetNamespace()
-	if p := c.cfg.Store.Snapshot().Proxies[info.GetId()]; p != nil {
+	if p := c.cfg.Source.Snapshot().Proxies[info.GetId()]; p != nil {
 		svc, ns = p.Service, p.Namespace
 	}
 	if ns == "" {
@@ -201,7 +201,7 @@ func (s identityStatus) IdentityStatus() httpapi.IdentityResponse {
 			resp.Anchors = append(resp.Anchors, ci)
 		}
 	}
-	snap := c.cfg.Store.Snapshot()
+	snap := c.cfg.Source.Snapshot()
 	byID := map[string]*httpapi.WorkloadIdentity{}
 	add := func(id, svc, ns string) *httpapi.WorkloadIdentity {
 		w := byID[id]
@@ -258,3 +258,11 @@ const (
 	connReadBuffer  = 4 << 10
 	connWriteBuffer = 4 << 10
 )
+
+// authenticator is the configured Authenticator, or the join tokens.
+func (c *Controller) authenticator() identity.Authenticator {
+	if c.cfg.Authenticator != nil {
+		return c.cfg.Authenticator
+	}
+	return c.tokens
+}

@@ -93,7 +93,7 @@ func (h *Handler) authzCheck(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid check request: %v", err), nil)
 		return
 	}
-	snap := h.store.Snapshot()
+	snap := h.src.Snapshot()
 	if req.To == "" {
 		writeError(w, http.StatusBadRequest, "to is required: name the service, e.g. \"api\"", nil)
 		return

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/config/file"
 	"weft.dev/weft/internal/config/memory"
 	"weft.dev/weft/internal/control/push"
@@ -48,8 +49,12 @@ type Config struct {
 	// required.
 	Token string
 	// Store is the configuration read by status and changed by apply and
-	// delete; required.
+	// delete; required unless Source is set.
 	Store *memory.Store
+	// Source, when Store is nil, is a read-only configuration (Kubernetes
+	// mode): status and reads are served from it, apply and delete answer
+	// 405 and point the user to kubectl.
+	Source config.Source
 	// Sent reports what proxies were sent; nil reports no proxy connected.
 	Sent Sent
 	// Stats answers /api/v1/stat; nil answers 503. When it also implements
@@ -65,6 +70,7 @@ type Config struct {
 type Handler struct {
 	token []byte
 	store *memory.Store
+	src   config.Source
 	sent  Sent
 	stats Stats
 	ident IdentityStatus
@@ -77,14 +83,18 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("httpapi: a bearer token is required")
 	}
-	if cfg.Store == nil {
-		return nil, errors.New("httpapi: a store is required")
+	var src config.Source = cfg.Source
+	if cfg.Store != nil {
+		src = cfg.Store
+	}
+	if src == nil {
+		return nil, errors.New("httpapi: a store or a source is required")
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{token: []byte(cfg.Token), store: cfg.Store, sent: cfg.Sent, stats: cfg.Stats, log: log.With("component", "httpapi"), mux: http.NewServeMux()}
+	h := &Handler{token: []byte(cfg.Token), store: cfg.Store, src: src, sent: cfg.Sent, stats: cfg.Stats, log: log.With("component", "httpapi"), mux: http.NewServeMux()}
 	h.mux.HandleFunc("/api/v1/status", h.method(http.MethodGet, h.status))
 	h.mux.HandleFunc("/api/v1/apply", h.method(http.MethodPost, h.apply))
 	h.mux.HandleFunc("/api/v1/resources", h.method(http.MethodGet, h.resources))
@@ -135,6 +145,12 @@ type errorBody struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
+// writeReadOnly answers a change on a read-only source (Kubernetes mode).
+func writeReadOnly(w http.ResponseWriter) {
+	w.Header().Set("Allow", http.MethodGet)
+	writeError(w, http.StatusMethodNotAllowed, "this controller reads its configuration from Kubernetes: on Kubernetes use kubectl apply (or kubectl delete) instead", nil)
+}
+
 func writeError(w http.ResponseWriter, code int, msg string, errs []string) {
 	writeJSON(w, code, errorBody{Error: msg, Errors: errs})
 }
@@ -181,7 +197,7 @@ type ServiceStatus struct {
 }
 
 func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
-	snap := h.store.Snapshot()
+	snap := h.src.Snapshot()
 	var sent map[string]push.ProxySent
 	if h.sent != nil {
 		sent = h.sent.Sent()
@@ -238,6 +254,10 @@ type ApplyResponse struct {
 }
 
 func (h *Handler) apply(w http.ResponseWriter, r *http.Request) {
+	if h.store == nil {
+		writeReadOnly(w)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxApplyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -302,7 +322,7 @@ type ResourceJSON struct {
 }
 
 func (h *Handler) resources(w http.ResponseWriter, _ *http.Request) {
-	snap := h.store.Snapshot()
+	snap := h.src.Snapshot()
 	out := struct {
 		Resources []ResourceJSON `json:"resources"`
 	}{Resources: []ResourceJSON{}}
@@ -314,6 +334,10 @@ func (h *Handler) resources(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h *Handler) deleteResource(w http.ResponseWriter, r *http.Request) {
+	if h.store == nil {
+		writeReadOnly(w)
+		return
+	}
 	kind, ns, name := r.PathValue("kind"), r.PathValue("namespace"), r.PathValue("name")
 	snap := h.store.Snapshot()
 	id := ""

@@ -63,7 +63,7 @@ func (h *Handler) routes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	snap := h.store.Snapshot()
+	snap := h.src.Snapshot()
 	key := config.ParseAuthority(name, config.DefaultNamespace)
 	if _, ok := snap.Services[key]; !ok {
 		var names []string
