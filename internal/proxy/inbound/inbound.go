@@ -18,6 +18,7 @@ package inbound
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,8 +54,8 @@ type Config struct {
 	// Service is the workload's canonical service name, "web.default";
 	// the metrics label of inbound traffic.
 	Service string
-	// Transport recognises connections from other proxies; default the
-	// plaintext preamble (tests only: a proxy uses mutual TLS).
+	// Transport recognises connections from other proxies; required
+	// (there is no plaintext default: the sidecar passes mutual TLS).
 	Transport transport.Transport
 	// Strict, if not nil, reports whether the port refuses connections
 	// that are not mutual TLS from another proxy (the controller's
@@ -107,9 +108,6 @@ type connInfo struct {
 
 // New returns a Server; it does no I/O.
 func New(cfg Config) *Server {
-	if cfg.Transport == nil {
-		cfg.Transport = &transport.Preamble{}
-	}
 	if cfg.DetectTimeout <= 0 {
 		cfg.DetectTimeout = detect.DefaultTimeout
 	}
@@ -132,6 +130,10 @@ func New(cfg Config) *Server {
 // Serve forwards connections accepted on ln until ctx ends, then drains.
 // It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.Transport == nil {
+		ln.Close()
+		return errors.New("inbound: no proxy-to-proxy transport configured")
+	}
 	err := listener.Serve(ctx, ln, listener.Config{
 		DrainTimeout: s.cfg.DrainTimeout,
 		Logger:       s.log,

@@ -15,6 +15,7 @@ import (
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/proxy/conncount"
 	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/transport"
 )
 
 // startH2CBackend starts an endpoint speaking HTTP/1.1 and h2c; each
@@ -44,7 +45,7 @@ func startH2CBackend(t *testing.T, handle func(w http.ResponseWriter, r *http.Re
 func serveOutbound(t *testing.T, snap *meshv1.DestinationSnapshot, drain time.Duration) (string, *metrics.Registry, func() error) {
 	t.Helper()
 	reg := metrics.New()
-	s := New(Config{Authority: "api", Namespace: "demo", Discovery: idleDiscovery(t), Metrics: reg, DrainTimeout: drain})
+	s := New(Config{Authority: "api", Transport: &transport.Preamble{}, Namespace: "demo", Discovery: idleDiscovery(t), Metrics: reg, DrainTimeout: drain})
 	s.apply(snap)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -52,7 +52,9 @@ type Config struct {
 	Protocol config.Protocol
 	// Discovery supplies the destination's snapshots; required.
 	Discovery *discovery.Client
-	// Transport dials meshed endpoints; default the plaintext preamble.
+	// Transport dials meshed endpoints; required. There is no default:
+	// a forgotten transport must not silently mean plaintext between
+	// proxies (the sidecar passes mutual TLS).
 	Transport transport.Transport
 	// Metrics records traffic; required.
 	Metrics *metrics.Registry
@@ -107,9 +109,6 @@ func New(cfg Config) *Server {
 	if cfg.Namespace == "" {
 		cfg.Namespace = config.DefaultNamespace
 	}
-	if cfg.Transport == nil {
-		cfg.Transport = &transport.Preamble{}
-	}
 	if cfg.ConfigWait <= 0 {
 		cfg.ConfigWait = 5 * time.Second
 	}
@@ -147,6 +146,10 @@ func (s *Server) Status() (service string, version uint64, endpoints int) {
 // Serve forwards connections accepted on ln until ctx ends, then drains.
 // It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.Transport == nil {
+		ln.Close()
+		return errors.New("outbound: no proxy-to-proxy transport configured")
+	}
 	s.watch = s.cfg.Discovery.Destination(s.cfg.Authority)
 	var wg sync.WaitGroup
 	applyCtx, stopApply := context.WithCancel(context.Background())

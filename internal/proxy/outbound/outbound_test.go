@@ -16,6 +16,7 @@ import (
 	"weft.dev/weft/internal/proxy/discovery"
 	"weft.dev/weft/internal/proxy/metrics"
 	"weft.dev/weft/internal/proxy/proxyerr"
+	"weft.dev/weft/internal/proxy/transport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -33,7 +34,7 @@ func idleDiscovery(t *testing.T) *discovery.Client {
 }
 
 func TestNoConfigurationYet(t *testing.T) {
-	s := New(Config{Authority: "api", Discovery: idleDiscovery(t), Metrics: metrics.New(), ConfigWait: 10 * time.Millisecond})
+	s := New(Config{Authority: "api", Transport: &transport.Preamble{}, Discovery: idleDiscovery(t), Metrics: metrics.New(), ConfigWait: 10 * time.Millisecond})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func snapshot(version uint64, eps ...*meshv1.Endpoint) *meshv1.DestinationSnapsh
 }
 
 func TestApplyKeepsAndReplacesUpstreams(t *testing.T) {
-	s := New(Config{Authority: "api", Namespace: "demo", Discovery: idleDiscovery(t), Metrics: metrics.New()})
+	s := New(Config{Authority: "api", Transport: &transport.Preamble{}, Namespace: "demo", Discovery: idleDiscovery(t), Metrics: metrics.New()})
 	s.apply(snapshot(1, &meshv1.Endpoint{Address: "127.0.0.1:1", Meshed: true}, &meshv1.Endpoint{Address: "127.0.0.1:2", Meshed: true}))
 	first := s.state.Load().upstreams
 	s.apply(snapshot(2, &meshv1.Endpoint{Address: "127.0.0.1:1", Meshed: true}, &meshv1.Endpoint{Address: "127.0.0.1:3", Meshed: false}))
@@ -115,7 +116,7 @@ func TestUnknownAndEmpty(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := New(Config{Authority: "api", Discovery: idleDiscovery(t), Metrics: metrics.New()})
+			s := New(Config{Authority: "api", Transport: &transport.Preamble{}, Discovery: idleDiscovery(t), Metrics: metrics.New()})
 			s.apply(tt.snap)
 			_, _, err := s.pick(true)
 			if pe := proxyerr.From(err); pe.Status != 503 || pe.Reason != tt.want {

@@ -17,6 +17,7 @@ import (
 	"weft.dev/weft/internal/proxy/balance"
 	"weft.dev/weft/internal/proxy/metrics"
 	"weft.dev/weft/internal/proxy/proxyerr"
+	"weft.dev/weft/internal/proxy/transport"
 )
 
 // backend is a real HTTP server on loopback that counts the attempts it
@@ -55,7 +56,7 @@ func startBackend(t *testing.T, handle func(w http.ResponseWriter, r *http.Reque
 func startOutbound(t *testing.T, snap *meshv1.DestinationSnapshot, bal balance.Config) (string, *metrics.Registry, *Server) {
 	t.Helper()
 	reg := metrics.New()
-	s := New(Config{Authority: "api", Namespace: "demo", Discovery: idleDiscovery(t), Metrics: reg, Balance: bal})
+	s := New(Config{Authority: "api", Transport: &transport.Preamble{}, Namespace: "demo", Discovery: idleDiscovery(t), Metrics: reg, Balance: bal})
 	s.apply(snap)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
