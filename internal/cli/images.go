@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"slices"
+
 	"github.com/spf13/cobra"
 
 	"weft.dev/weft/internal/images"
@@ -9,6 +11,7 @@ import (
 
 func (e *env) imagesCmd() *cobra.Command {
 	var o images.Options
+	var demo bool
 	cmd := &cobra.Command{
 		Use:   "images --out DIR",
 		Short: "Build the weft-proxy and weft-controller container images without Docker",
@@ -27,7 +30,11 @@ libraries and extensions) for "weft-proxy init"; install it first with
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Log = e.stderr
-			_, err := images.Build(cmd.Context(), images.Defaults, o)
+			imgs := images.Defaults
+			if demo {
+				imgs = append(slices.Clone(imgs), images.Demo)
+			}
+			_, err := images.Build(cmd.Context(), imgs, o)
 			return err
 		},
 	}
@@ -36,6 +43,7 @@ libraries and extensions) for "weft-proxy init"; install it first with
 	fl.StringVar(&o.Registry, "registry", install.DefaultRegistry, "registry part of the image names")
 	fl.StringVar(&o.Tag, "tag", imageTag(version()), "image tag (give weft install the same --image-tag)")
 	fl.StringVar(&o.SourceDir, "source", ".", "root of the Weft source tree")
+	fl.BoolVar(&demo, "demo", false, "also build the demo application's image (DIR/weft-demo.tar, see examples/demo/kubernetes)")
 	fl.BoolVar(&o.NoIptables, "no-iptables", false, "leave iptables out of the proxy image (weft-proxy init will not work)")
 	fl.StringVar(&o.LDFlags, "ldflags", "-s -w", "flags for go build -ldflags")
 	_ = cmd.MarkFlagRequired("out")

@@ -122,6 +122,17 @@ func (s *Service) Key() ServiceKey { return Key(s.Name, s.Namespace) }
 type InboundPort struct {
 	Port     uint32
 	Protocol Protocol
+	// Probes are the requests the kubelet sends to the port to probe the
+	// workload (from the pod's probes); every inbound policy allows them,
+	// as the kubelet has no mesh identity.
+	Probes []Probe
+}
+
+// Probe is one kubelet probe request: an HTTP GET of Path, or, when GRPC
+// is set, a call of grpc.health.v1.Health/Check.
+type Probe struct {
+	Path string
+	GRPC bool
 }
 
 // Proxy is one running weft-proxy known to the control plane.

@@ -20,10 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -51,12 +54,23 @@ type Image struct {
 	UID int
 	// Iptables adds iptables (xtables-nft-multi) from the host.
 	Iptables bool
+	// Programs are more Go packages whose binaries go to /usr/local/bin,
+	// each named after the package's last path element. An image without
+	// a Package has no entrypoint: its users name the program to run.
+	Programs []string
 }
 
 // Defaults are Weft's images.
 var Defaults = []Image{
 	{Name: "weft-proxy", Package: "./cmd/weft-proxy", UID: ProxyUID, Iptables: true},
 	{Name: "weft-controller", Package: "./cmd/weft-controller", UID: ControllerUID},
+}
+
+// Demo is the image of the demo application (examples/demo): its four
+// programs, run as an unprivileged user.
+var Demo = Image{
+	Name: "weft-demo", UID: 65532,
+	Programs: []string{"./examples/demo/web", "./examples/demo/api", "./examples/demo/quotes", "./examples/demo/load"},
 }
 
 // Options of Build.
@@ -105,27 +119,40 @@ func Build(ctx context.Context, imgs []Image, o Options) ([]string, error) {
 	var out []string
 	for _, im := range imgs {
 		bin := o.Binaries[im.Name]
-		if bin == "" {
+		if bin == "" && im.Package != "" {
 			bin = filepath.Join(tmp, im.Name)
 			fmt.Fprintf(log, "building %s (CGO_ENABLED=0)\n", im.Package)
 			if err := goBuild(ctx, o, im.Package, bin); err != nil {
 				return nil, err
 			}
 		}
+		programs := map[string]string{}
+		for _, pkg := range im.Programs {
+			name := path.Base(pkg)
+			p := o.Binaries[name]
+			if p == "" {
+				p = filepath.Join(tmp, im.Name+"-programs", name)
+				fmt.Fprintf(log, "building %s (CGO_ENABLED=0)\n", pkg)
+				if err := goBuild(ctx, o, pkg, p); err != nil {
+					return nil, err
+				}
+			}
+			programs[name] = p
+		}
 		ref, err := name.NewTag(strings.TrimSuffix(o.Registry, "/") + "/" + im.Name + ":" + o.Tag)
 		if err != nil {
 			return nil, fmt.Errorf("images: image reference for %s: %w", im.Name, err)
 		}
-		img, err := image(im, bin, o)
+		img, err := image(im, bin, programs, o)
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(o.Out, im.Name+".tar")
-		if err := tarball.WriteToFile(path, ref, img); err != nil {
-			return nil, fmt.Errorf("images: write %s: %w", path, err)
+		tarPath := filepath.Join(o.Out, im.Name+".tar")
+		if err := tarball.WriteToFile(tarPath, ref, img); err != nil {
+			return nil, fmt.Errorf("images: write %s: %w", tarPath, err)
 		}
-		fmt.Fprintf(log, "wrote %s (%s)\n", path, ref)
-		out = append(out, path)
+		fmt.Fprintf(log, "wrote %s (%s)\n", tarPath, ref)
+		out = append(out, tarPath)
 	}
 	return out, nil
 }
@@ -147,22 +174,26 @@ func goBuild(ctx context.Context, o Options, pkg, dst string) error {
 
 // image assembles one image: a single layer with the binary, users and,
 // for the proxy, iptables.
-func image(im Image, bin string, o Options) (v1.Image, error) {
-	f, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, fmt.Errorf("images: %w", err)
-	}
-	if ef, err := elf.NewFile(bytes.NewReader(f)); err != nil {
-		return nil, fmt.Errorf("images: %s is not a Linux binary: %w", bin, err)
-	} else if interp := ef.Section(".interp"); interp != nil {
-		return nil, fmt.Errorf("images: %s is dynamically linked; build it with CGO_ENABLED=0", bin)
-	}
+func image(im Image, bin string, programs map[string]string, o Options) (v1.Image, error) {
 	l := newLayer()
 	l.dir("/tmp", 0o1777)
 	l.file("/etc/passwd", []byte(fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\nweft-proxy:x:%d:%d::/nonexistent:/sbin/nologin\nweft-controller:x:%d:%d::/nonexistent:/sbin/nologin\nnonroot:x:65532:65532::/nonexistent:/sbin/nologin\n",
 		ProxyUID, ProxyUID, ControllerUID, ControllerUID)), 0o644)
 	l.file("/etc/group", []byte(fmt.Sprintf("root:x:0:\nweft-proxy:x:%d:\nweft-controller:x:%d:\nnonroot:x:65532:\n", ProxyUID, ControllerUID)), 0o644)
-	l.file("/usr/local/bin/"+im.Name, f, 0o755)
+	bins := map[string]string{}
+	for name, p := range programs {
+		bins[name] = p
+	}
+	if bin != "" {
+		bins[im.Name] = bin
+	}
+	for _, name := range slices.Sorted(maps.Keys(bins)) {
+		f, err := readStatic(bins[name])
+		if err != nil {
+			return nil, err
+		}
+		l.file("/usr/local/bin/"+name, f, 0o755)
+	}
 	if im.Iptables && !o.NoIptables {
 		if err := addIptables(l, o.Root); err != nil {
 			return nil, err
@@ -186,8 +217,12 @@ func image(im Image, bin string, o Options) (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	var entrypoint []string
+	if bin != "" {
+		entrypoint = []string{"/usr/local/bin/" + im.Name}
+	}
 	cf.Config = v1.Config{
-		Entrypoint: []string{"/usr/local/bin/" + im.Name},
+		Entrypoint: entrypoint,
 		User:       fmt.Sprintf("%d:%d", im.UID, im.UID),
 		Env:        []string{"PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Labels:     map[string]string{"org.opencontainers.image.title": im.Name},
@@ -197,6 +232,20 @@ func image(im Image, bin string, o Options) (v1.Image, error) {
 		return nil, fmt.Errorf("images: %w", err)
 	}
 	return img, nil
+}
+
+// readStatic reads a binary and refuses what a scratch image cannot run.
+func readStatic(bin string) ([]byte, error) {
+	f, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	if ef, err := elf.NewFile(bytes.NewReader(f)); err != nil {
+		return nil, fmt.Errorf("images: %s is not a Linux binary: %w", bin, err)
+	} else if interp := ef.Section(".interp"); interp != nil {
+		return nil, fmt.Errorf("images: %s is dynamically linked; build it with CGO_ENABLED=0", bin)
+	}
+	return f, nil
 }
 
 // iptablesNames are the commands xtables-nft-multi answers to by name.

@@ -166,3 +166,33 @@ func TestProxyImageRunsIptables(t *testing.T) {
 		t.Errorf("binary in the image: %v\n%s", err, out)
 	}
 }
+
+func TestBuildDemoImage(t *testing.T) {
+	bin := staticBinary(t)
+	paths, err := Build(context.Background(), []Image{Demo},
+		Options{Out: t.TempDir(), Registry: "registry.example.test/weft", Tag: "v1",
+			Binaries: map[string]string{"web": bin, "api": bin, "quotes": bin, "load": bin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(paths[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cf.Config.Entrypoint) != 0 || cf.Config.User != "65532:65532" {
+		t.Errorf("entrypoint %q user %q, want none and 65532:65532", cf.Config.Entrypoint, cf.Config.User)
+	}
+	files := extract(t, paths[0], t.TempDir())
+	for _, p := range []string{"web", "api", "quotes", "load"} {
+		if h := files["/usr/local/bin/"+p]; h == nil || h.Mode&0o111 == 0 {
+			t.Errorf("program %s missing or not executable: %+v", p, h)
+		}
+	}
+	if files["/usr/local/bin/weft-demo"] != nil {
+		t.Error("the demo image has a binary named after the image")
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -609,11 +610,39 @@ func proxyOf(p *corev1.Pod) (*config.Proxy, bool) {
 		}
 		for _, port := range c.Ports {
 			if port.Protocol == "" || port.Protocol == corev1.ProtocolTCP {
-				px.Ports = append(px.Ports, config.InboundPort{Port: uint32(port.ContainerPort)})
+				px.Ports = append(px.Ports, config.InboundPort{Port: uint32(port.ContainerPort), Probes: probesOn(c, port)})
 			}
 		}
 	}
 	return px, true
+}
+
+// probesOn lists the HTTP and gRPC probes of container c that reach port.
+// A probe whose path carries a query is allowed by its path alone.
+func probesOn(c corev1.Container, port corev1.ContainerPort) []config.Probe {
+	var out []config.Probe
+	for _, pr := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
+		switch {
+		case pr == nil:
+		case pr.HTTPGet != nil && targets(pr.HTTPGet.Port, port):
+			path, _, _ := strings.Cut(pr.HTTPGet.Path, "?")
+			if path == "" {
+				path = "/"
+			}
+			out = append(out, config.Probe{Path: path})
+		case pr.GRPC != nil && pr.GRPC.Port == port.ContainerPort:
+			out = append(out, config.Probe{GRPC: true})
+		}
+	}
+	return out
+}
+
+// targets reports whether a probe's port (a number or a port name) is port.
+func targets(p intstr.IntOrString, port corev1.ContainerPort) bool {
+	if p.Type == intstr.String {
+		return p.StrVal != "" && p.StrVal == port.Name
+	}
+	return p.IntVal == port.ContainerPort
 }
 
 // protocolOf reads the protocol of a Service from its first port's

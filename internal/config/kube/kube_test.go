@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -173,7 +174,11 @@ func pod(name, sa string, injected bool) *corev1.Pod {
 			ServiceAccountName: sa,
 			Containers: []corev1.Container{{
 				Name: "app", Image: "example.invalid/web:1",
-				Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+					HTTPGet: &corev1.HTTPGetAction{Path: "/ready?full=1", Port: intstr.FromString("http")}}},
+				LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+					HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromInt32(9999)}}},
 			}},
 		},
 	}
@@ -321,7 +326,7 @@ func TestSourceAgainstAPIServer(t *testing.T) {
 			proxies = append(proxies, fmt.Sprintf("%s %s %s %s %v", id, p.Service, p.Namespace, p.AdminAddr, p.Ports))
 		}
 		sort.Strings(proxies)
-		if got, want := strings.Join(proxies, "; "), "web-1 web shop 198.18.0.1:4191 [{8080 }]; web-2 web shop 198.18.0.2:4191 [{8080 }]"; got != want {
+		if got, want := strings.Join(proxies, "; "), "web-1 web shop 198.18.0.1:4191 [{8080  [{/ready false}]}]; web-2 web shop 198.18.0.2:4191 [{8080  [{/ready false}]}]"; got != want {
 			t.Errorf("proxies:\n got %s\nwant %s", got, want)
 		}
 	})

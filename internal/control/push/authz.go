@@ -102,7 +102,44 @@ func PortPolicy(snap *config.Snapshot, p *config.Proxy, port uint32, meshDefault
 			pol.Rules = append(pol.Rules, compileAuthzRule(snap.TrustDomain, r.Namespace+"/"+r.Name, r.Namespace, rule))
 		}
 	}
+	if r := probeRule(p, port); r != nil {
+		pol.Rules = append(pol.Rules, r)
+	}
 	return pol, protocol
+}
+
+// ProbeRuleName names the rule that lets the kubelet's probes in, in 403s
+// and `weft authz check`.
+const ProbeRuleName = "kubelet-probes"
+
+// probeRule allows the workload's own probe requests on port from any
+// client: the kubelet has no mesh identity, and a pod whose probes fail is
+// never ready. Only the probed paths and methods are allowed.
+func probeRule(p *config.Proxy, port uint32) *meshv1.AuthzRule {
+	var r *meshv1.AuthzRule
+	for _, ip := range p.Ports {
+		if ip.Port != port {
+			continue
+		}
+		for _, pr := range ip.Probes {
+			if r == nil {
+				r = &meshv1.AuthzRule{Name: ProbeRuleName, Identities: []string{"*"}, Unauthenticated: true}
+			}
+			path, methods := pr.Path, []string{"GET", "HEAD"}
+			if pr.GRPC {
+				path, methods = "/grpc.health.v1.Health/Check", []string{"POST"}
+			}
+			if !slices.Contains(r.Paths, path) {
+				r.Paths = append(r.Paths, path)
+			}
+			for _, m := range methods {
+				if !slices.Contains(r.Methods, m) {
+					r.Methods = append(r.Methods, m)
+				}
+			}
+		}
+	}
+	return r
 }
 
 func tlsMode(s string) meshv1.InboundPolicy_TLSMode {

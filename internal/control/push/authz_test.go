@@ -148,3 +148,52 @@ func TestDefaultPrecedence(t *testing.T) {
 	add("apiVersion: policy.weft.dev/v1alpha1\nkind: Server\nmetadata: {name: s, namespace: shop}\nspec: {podSelector: {matchLabels: {app: api}}, accessPolicy: audit}")
 	check(meshv1.InboundPolicy_AUDIT, "Server/shop/s")
 }
+
+// TestProbesAllowedUnderDeny: the kubelet's probe requests pass a deny
+// policy, and nothing else does.
+func TestProbesAllowedUnderDeny(t *testing.T) {
+	snap := &config.Snapshot{TrustDomain: "cluster.local"}
+	rs, err := file.Decode([]byte(`apiVersion: policy.weft.dev/v1alpha1
+kind: Server
+metadata: {name: api-http}
+spec: {podSelector: {service: api}, port: 8001, accessPolicy: deny}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Resources = rs
+	p := &config.Proxy{ID: "api-0", Service: "api", Namespace: "default", Ports: []config.InboundPort{
+		{Port: 8001, Probes: []config.Probe{{Path: "/healthz"}, {Path: "/healthz"}}},
+		{Port: 9000, Probes: []config.Probe{{GRPC: true}}},
+	}}
+	judge := func(port uint32, method, path string) authz.Decision {
+		t.Helper()
+		mp, _ := PortPolicy(snap, p, port, meshv1.InboundPolicy_ALL_UNAUTHENTICATED)
+		pol, err := authz.Compile(mp, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pol.Request("", &authz.Request{Method: method, Path: path})
+	}
+	for _, tt := range []struct {
+		port         uint32
+		method, path string
+		allowed      bool
+	}{
+		{8001, "GET", "/healthz", true},
+		{8001, "HEAD", "/healthz", true},
+		{8001, "POST", "/healthz", false},
+		{8001, "GET", "/books", false},
+		{8001, "GET", "/healthz/x", false},
+		{9000, "POST", "/grpc.health.v1.Health/Check", true},
+		{9000, "POST", "/grpc.health.v1.Health/Watch", true}, // 9000 has no Server: the mesh default allows
+	} {
+		if d := judge(tt.port, tt.method, tt.path); d.Allowed != tt.allowed {
+			t.Errorf("%d %s %s: allowed=%v, want %v (%s)", tt.port, tt.method, tt.path, d.Allowed, tt.allowed, d.Why())
+		}
+	}
+	mp, _ := PortPolicy(snap, p, 8001, meshv1.InboundPolicy_ALL_UNAUTHENTICATED)
+	if n := len(mp.GetRules()); n != 1 || mp.GetRules()[0].GetName() != ProbeRuleName || len(mp.GetRules()[0].GetPaths()) != 1 {
+		t.Errorf("rules %v, want one %s rule with one path", mp.GetRules(), ProbeRuleName)
+	}
+}
