@@ -315,6 +315,9 @@ func (g *generator) send(ctx context.Context, r request, n uint64) {
 		g.window.finish(0, "", 0, fmt.Errorf("%s %s: %w", r.method, url, err), "")
 		return
 	}
+	for name, vs := range g.cfg.header {
+		req.Header[name] = vs
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,6 +47,8 @@ func TestParseFlags(t *testing.T) {
 		{"zero rps", []string{"--rps", "0"}, config{}, true},
 		{"negative duration", []string{"--duration", "-1s"}, config{}, true},
 		{"negative count", []string{"--count", "-1"}, config{}, true},
+		{"header without colon", []string{"--header", "x-canary"}, config{}, true},
+		{"header with a bad name", []string{"--header", "x canary:1"}, config{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,7 +56,11 @@ func TestParseFlags(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("parseFlags(%q) error = %v, want error: %v", tt.args, err, tt.wantErr)
 			}
-			if !tt.wantErr && got != tt.want {
+			if len(got.header) != 0 {
+				t.Errorf("parseFlags(%q) headers %v, want none", tt.args, got.header)
+			}
+			got.header = nil
+			if !tt.wantErr && !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("parseFlags(%q) = %+v, want %+v", tt.args, got, tt.want)
 			}
 		})
@@ -177,6 +184,33 @@ func TestCountAndMix(t *testing.T) {
 		if attrs[k] != v {
 			t.Errorf("summary %s = %q, want %q; log:\n%s", k, attrs[k], v, log)
 		}
+	}
+}
+
+func TestHeaderFlag(t *testing.T) {
+	c, err := parseFlags([]string{"--api", "http://127.0.0.1:1", "--header", "x-canary: true", "--header", "X-Canary:again", "--header", "x-user:ann"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.header.Values("X-Canary"); len(got) != 2 || got[0] != "true" || got[1] != "again" || c.header.Get("x-user") != "ann" {
+		t.Errorf("headers %v", c.header)
+	}
+	// Every request carries the headers.
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[strings.Join(r.Header.Values("X-Canary"), ",")]++
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	cfg := testConfig(srv.URL+"/", "")
+	cfg.count, cfg.header = 20, c.header
+	runGenerator(t, t.Context(), cfg)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen["true,again"] != 20 {
+		t.Errorf("X-Canary values seen %v, want true,again on all 20 requests", seen)
 	}
 }
 

@@ -18,8 +18,11 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"weft.dev/weft/examples/demo/internal/serve"
 )
@@ -33,6 +36,8 @@ type config struct {
 	timeout     time.Duration
 	report      time.Duration
 	concurrency int
+	// header is added to every request (--header NAME:VALUE, repeatable).
+	header http.Header
 }
 
 func parseFlags(args []string, out io.Writer) (config, error) {
@@ -45,6 +50,18 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	}
 	fs.StringVar(&c.target, "target", target, "URL of the front end page to request (default http://$WEFT_WEB_ADDR/; empty: none)")
 	fs.StringVar(&c.api, "api", serve.EnvURL("WEFT_API_ADDR"), "base URL of the API to request directly (default http://$WEFT_API_ADDR; empty: none)")
+	c.header = http.Header{}
+	var badHeaders []string
+	fs.Func("header", "header NAME:VALUE added to every request, e.g. x-canary:true (repeatable)", func(v string) error {
+		name, value, ok := strings.Cut(v, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
+			badHeaders = append(badHeaders, v)
+			return nil
+		}
+		c.header.Add(name, strings.TrimSpace(value))
+		return nil
+	})
 	fs.Float64Var(&c.rps, "rps", 5, "requests per second, over all targets")
 	fs.DurationVar(&c.duration, "duration", 0, "how long to run (0: until SIGTERM or SIGINT)")
 	fs.IntVar(&c.count, "count", 0, "stop after this many requests (0: no limit)")
@@ -57,6 +74,9 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	var errs []error
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q: load takes flags only (see --help)", fs.Args()))
+	}
+	for _, h := range badHeaders {
+		errs = append(errs, fmt.Errorf("--header %q is not NAME:VALUE, e.g. x-canary:true", h))
 	}
 	if c.target == "" && c.api == "" {
 		errs = append(errs, errors.New("nothing to load: give --target URL and/or --api URL, or set WEFT_WEB_ADDR / WEFT_API_ADDR"))
