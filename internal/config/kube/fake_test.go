@@ -83,7 +83,7 @@ func TestSourceWithFakeClients(t *testing.T) {
 		{"endpoints", describe(snap.Services[config.Key("api", ns)]),
 			"198.18.0.7:9000 ready=true meshed=true spiffe://cluster.local/ns/shop/sa/default; 198.18.0.8:9000 ready=true meshed=false "},
 		{"external name service left out", describe(snap.Services[config.Key("ext", ns)]), "<no service>"},
-		{"proxy", snap.Proxies["api-0"].AdminAddr + " " + snap.Proxies["api-0"].Service, "198.18.0.7:4191 web"},
+		{"proxy", snap.Proxies[kube.ProxyID("api-0", ns)].AdminAddr + " " + snap.Proxies[kube.ProxyID("api-0", ns)].Service, "198.18.0.7:4191 web"},
 		{"resource", snap.Resources[0].ID(), "TrafficSplit/shop/good"},
 		{"rejected", src.Rejected()["TrafficSplit/shop/zero"], "TrafficSplit shop/zero: spec.backends: all weights are 0; give at least one backend a positive weight"},
 		{"second split of a service", src.Rejected()["TrafficSplit/shop/second"], `TrafficSplit shop/second: spec.service: service "api" is already split by TrafficSplit/shop/good; edit or delete one of them`},

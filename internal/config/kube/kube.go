@@ -580,6 +580,11 @@ func injected(p *corev1.Pod) bool {
 	return false
 }
 
+// ProxyID is the proxy id of pod name in namespace ns, as the injector
+// passes it (--id=$(WEFT_POD_NAME).$(WEFT_NAMESPACE)): pod names are unique
+// per namespace only.
+func ProxyID(name, ns string) string { return name + "." + ns }
+
 // proxyOf returns the proxy of an injected, running pod with an IP.
 func proxyOf(p *corev1.Pod) (*config.Proxy, bool) {
 	if !injected(p) || p.Status.PodIP == "" || p.DeletionTimestamp != nil ||
@@ -598,7 +603,7 @@ func proxyOf(p *corev1.Pod) (*config.Proxy, bool) {
 		version = p.Labels["version"]
 	}
 	px := &config.Proxy{
-		ID:        p.Name,
+		ID:        ProxyID(p.Name, p.Namespace),
 		Service:   service,
 		Namespace: p.Namespace,
 		Version:   version,

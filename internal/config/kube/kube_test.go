@@ -326,7 +326,7 @@ func TestSourceAgainstAPIServer(t *testing.T) {
 			proxies = append(proxies, fmt.Sprintf("%s %s %s %s %v", id, p.Service, p.Namespace, p.AdminAddr, p.Ports))
 		}
 		sort.Strings(proxies)
-		if got, want := strings.Join(proxies, "; "), "web-1 web shop 198.18.0.1:4191 [{8080  [{/ready false}]}]; web-2 web shop 198.18.0.2:4191 [{8080  [{/ready false}]}]"; got != want {
+		if got, want := strings.Join(proxies, "; "), "web-1.shop web shop 198.18.0.1:4191 [{8080  [{/ready false}]}]; web-2.shop web shop 198.18.0.2:4191 [{8080  [{/ready false}]}]"; got != want {
 			t.Errorf("proxies:\n got %s\nwant %s", got, want)
 		}
 	})

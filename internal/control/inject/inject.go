@@ -367,7 +367,7 @@ func initContainer(cfg Config, o options) corev1.Container {
 // proxyContainer is the proxy as a native sidecar.
 func proxyContainer(pod *corev1.Pod, cfg Config, o options) corev1.Container {
 	args := []string{
-		"--id=$(WEFT_POD_NAME)",
+		"--id=$(WEFT_POD_NAME).$(WEFT_NAMESPACE)",
 		"--service=" + serviceName(pod),
 		"--namespace=$(WEFT_NAMESPACE)",
 		"--service-account=$(WEFT_SERVICE_ACCOUNT)",

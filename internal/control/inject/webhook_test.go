@@ -177,7 +177,7 @@ func TestWebhookInjects(t *testing.T) {
 		t.Errorf("proxy runs as %v, want %d", u, DefaultProxyUID)
 	}
 	for _, want := range []string{
-		"--id=$(WEFT_POD_NAME)", "--service=web", "--namespace=$(WEFT_NAMESPACE)",
+		"--id=$(WEFT_POD_NAME).$(WEFT_NAMESPACE)", "--service=web", "--namespace=$(WEFT_NAMESPACE)",
 		"--controller=" + DefaultController, "--trust-anchors=/var/run/weft/trust-anchors/ca.crt",
 		"--token-file=/var/run/weft/identity/token",
 	} {
