@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -90,7 +92,7 @@ func runKube(ctx context.Context, o options, token string, log *slog.Logger) err
 	}
 	var hook *inject.Server
 	if k.webhookAddr != "" {
-		if hook, err = webhook(k, o.trustDomain, client, log); err != nil {
+		if hook, err = webhook(k, o.trustDomain, o.grpcAddr, client, log); err != nil {
 			return err
 		}
 	}
@@ -198,8 +200,23 @@ func kubeIssuer(o options, log *slog.Logger) (*identity.Issuer, error) {
 	return nil, nil
 }
 
+// controllerAddr is the address injected proxies dial: the controller's
+// Service in its namespace, on the port of --grpc-addr (the install's
+// Service port equals its container port, so the two agree).
+func controllerAddr(namespace, grpcAddr string) (string, error) {
+	_, port, err := net.SplitHostPort(grpcAddr)
+	if err != nil {
+		return "", fmt.Errorf("--grpc-addr %q: %w; give HOST:PORT, e.g. 0.0.0.0:8086", grpcAddr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n > 65535 {
+		return "", fmt.Errorf("--grpc-addr %q: port %q is not a number from 1 to 65535 (proxies need the port to dial)", grpcAddr, port)
+	}
+	return net.JoinHostPort("weft-controller."+namespace+".svc.cluster.local", port), nil
+}
+
 // webhook builds the injection webhook's server.
-func webhook(k kubeOptions, trustDomain string, client kubernetes.Interface, log *slog.Logger) (*inject.Server, error) {
+func webhook(k kubeOptions, trustDomain, grpcAddr string, client kubernetes.Interface, log *slog.Logger) (*inject.Server, error) {
 	if k.proxyImage == "" {
 		return nil, errors.New("--webhook-addr needs --proxy-image: the image of the proxy to inject")
 	}
@@ -215,10 +232,14 @@ func webhook(k kubeOptions, trustDomain string, client kubernetes.Interface, log
 	if err != nil {
 		return nil, err
 	}
+	addr, err := controllerAddr(k.namespace, grpcAddr)
+	if err != nil {
+		return nil, err
+	}
 	h := &inject.Handler{
 		Config: inject.Config{
 			ProxyImage: k.proxyImage, ImagePullPolicy: corev1.PullPolicy(k.pullPolicy),
-			Controller:  fmt.Sprintf("%s.%s.svc.cluster.local:8086", "weft-controller", k.namespace),
+			Controller:  addr,
 			TrustDomain: trustDomain, ControlPlaneNamespace: k.namespace, LogLevel: k.proxyLogLevel, Resources: res,
 		},
 		Namespaces: func(ctx context.Context, name string) (*corev1.Namespace, error) {
