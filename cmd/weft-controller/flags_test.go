@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -72,6 +73,19 @@ func TestInstallFlagsParse(t *testing.T) {
 			if _, err := proxyResources(o.kube); err != nil {
 				t.Fatalf("proxy resources: %v", err)
 			}
+			// The proxies the webhook injects dial what `weft inject`
+			// writes: the Service's gRPC port.
+			got, err := controllerAddr(o.kube.namespace, o.grpcAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ic, err := install.InjectConfig(install.Options{ImageTag: "v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != ic.Controller {
+				t.Fatalf("injected controller address %q, weft inject writes %q", got, ic.Controller)
+			}
 		})
 	}
 }
@@ -101,5 +115,30 @@ func TestProxyResources(t *testing.T) {
 				t.Fatalf("cpu request: got %s, want %s", q, tt.wantCPU)
 			}
 		})
+	}
+}
+
+func TestControllerAddr(t *testing.T) {
+	tests := []struct {
+		grpcAddr, want, wantErr string
+	}{
+		{"0.0.0.0:8086", "weft-controller.mesh.svc.cluster.local:8086", ""},
+		{":9443", "weft-controller.mesh.svc.cluster.local:9443", ""},
+		{"[::]:7000", "weft-controller.mesh.svc.cluster.local:7000", ""},
+		{"0.0.0.0", "", "--grpc-addr"},
+		{"0.0.0.0:grpc", "", "is not a number"},
+		{"0.0.0.0:0", "", "is not a number"},
+	}
+	for _, tt := range tests {
+		got, err := controllerAddr("mesh", tt.grpcAddr)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q: got %q, %v; want an error containing %q", tt.grpcAddr, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%q: got %q, %v; want %q", tt.grpcAddr, got, err, tt.want)
+		}
 	}
 }

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -24,6 +29,7 @@ import (
 	"weft.dev/weft/internal/control/identity"
 	"weft.dev/weft/internal/control/identity/tokenreview"
 	"weft.dev/weft/internal/control/inject"
+	"weft.dev/weft/internal/control/leader"
 )
 
 // kubeOptions are the flags of --source=kubernetes.
@@ -42,6 +48,10 @@ type kubeOptions struct {
 	cpuLimit      string
 	memLimit      string
 	leaderElect   bool
+	leaderID      string
+	leaseDuration time.Duration
+	renewDeadline time.Duration
+	retryPeriod   time.Duration
 }
 
 func kubeFlags(fs *flag.FlagSet, o *kubeOptions) {
@@ -58,7 +68,11 @@ func kubeFlags(fs *flag.FlagSet, o *kubeOptions) {
 	fs.StringVar(&o.memRequest, "proxy-memory-request", "", "memory request of the injected proxy, e.g. 64Mi")
 	fs.StringVar(&o.cpuLimit, "proxy-cpu-limit", "", "CPU limit of the injected proxy")
 	fs.StringVar(&o.memLimit, "proxy-memory-limit", "", "memory limit of the injected proxy")
-	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect one leader among replicas (not implemented yet: every replica serves)")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect one leader among replicas with Lease weft-controller in --namespace: only the leader writes cluster state (the trust-anchor ConfigMaps); every replica serves proxies, the webhook and the HTTP API")
+	fs.StringVar(&o.leaderID, "leader-elect-identity", "", "this replica's name in the Lease; default: the host (pod) name and a random suffix")
+	fs.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", leader.DefaultLeaseDuration, "how long the others wait before taking a lease its leader stopped renewing (a leader that stops cleanly releases it at once)")
+	fs.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", leader.DefaultRenewDeadline, "how long the leader retries renewing before it stops leading")
+	fs.DurationVar(&o.retryPeriod, "leader-elect-retry-period", leader.DefaultRetryPeriod, "how often replicas try to acquire or renew the lease")
 }
 
 // runKube runs the controller over the Kubernetes API: informers as the
@@ -68,9 +82,6 @@ func runKube(ctx context.Context, o options, token string, log *slog.Logger) err
 	k := o.kube
 	if o.configFile != "" || o.joinTokenDir != "" {
 		return errors.New("--config and --join-token-dir are for --source=local; on Kubernetes use kubectl apply, proxies prove their identity with their service account token")
-	}
-	if k.leaderElect {
-		log.Warn("--leader-elect is not implemented yet: this replica serves without electing a leader")
 	}
 	rc, err := restConfig(k.kubeconfig)
 	if err != nil {
@@ -90,7 +101,7 @@ func runKube(ctx context.Context, o options, token string, log *slog.Logger) err
 	}
 	var hook *inject.Server
 	if k.webhookAddr != "" {
-		if hook, err = webhook(k, o.trustDomain, client, log); err != nil {
+		if hook, err = webhook(k, o.trustDomain, o.grpcAddr, client, log); err != nil {
 			return err
 		}
 	}
@@ -127,7 +138,18 @@ func runKube(ctx context.Context, o options, token string, log *slog.Logger) err
 		}()
 	}
 	start("watch the Kubernetes API", src.Run)
-	start("publish the trust anchors", anchors.New(client, c.TrustAnchorsPEM(), 0, log).Run)
+	// Writing cluster state is the leader's job; reading and serving is
+	// every replica's.
+	publish := anchors.New(client, c.TrustAnchorsPEM(), 0, log).Run
+	if k.leaderElect {
+		el, err := elector(k, client, publish, log)
+		if err != nil {
+			return err
+		}
+		start("leader election", el.Run)
+	} else {
+		start("publish the trust anchors", publish)
+	}
 	if hook != nil {
 		start("injection webhook", hook.Run)
 	}
@@ -143,6 +165,29 @@ func runKube(ctx context.Context, o options, token string, log *slog.Logger) err
 	})
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// elector campaigns for the Lease and runs lead while it holds it.
+func elector(k kubeOptions, client kubernetes.Interface, lead func(context.Context) error, log *slog.Logger) (*leader.Elector, error) {
+	id := k.leaderID
+	if id == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--leader-elect: the host name names this replica: %w; give --leader-elect-identity", err)
+		}
+		suffix := make([]byte, 4)
+		if _, err := rand.Read(suffix); err != nil {
+			return nil, fmt.Errorf("--leader-elect: %w", err)
+		}
+		id = host + "_" + hex.EncodeToString(suffix)
+	}
+	el, err := leader.New(leader.Config{Client: client, Namespace: k.namespace, Identity: id,
+		LeaseDuration: k.leaseDuration, RenewDeadline: k.renewDeadline, RetryPeriod: k.retryPeriod,
+		Lead: lead, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--leader-elect-*: %w", err)
+	}
+	return el, nil
 }
 
 // restConfig is the kubeconfig's, or the in-cluster one.
@@ -198,8 +243,23 @@ func kubeIssuer(o options, log *slog.Logger) (*identity.Issuer, error) {
 	return nil, nil
 }
 
+// controllerAddr is the address injected proxies dial: the controller's
+// Service in its namespace, on the port of --grpc-addr (the install's
+// Service port equals its container port, so the two agree).
+func controllerAddr(namespace, grpcAddr string) (string, error) {
+	_, port, err := net.SplitHostPort(grpcAddr)
+	if err != nil {
+		return "", fmt.Errorf("--grpc-addr %q: %w; give HOST:PORT, e.g. 0.0.0.0:8086", grpcAddr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n > 65535 {
+		return "", fmt.Errorf("--grpc-addr %q: port %q is not a number from 1 to 65535 (proxies need the port to dial)", grpcAddr, port)
+	}
+	return net.JoinHostPort("weft-controller."+namespace+".svc.cluster.local", port), nil
+}
+
 // webhook builds the injection webhook's server.
-func webhook(k kubeOptions, trustDomain string, client kubernetes.Interface, log *slog.Logger) (*inject.Server, error) {
+func webhook(k kubeOptions, trustDomain, grpcAddr string, client kubernetes.Interface, log *slog.Logger) (*inject.Server, error) {
 	if k.proxyImage == "" {
 		return nil, errors.New("--webhook-addr needs --proxy-image: the image of the proxy to inject")
 	}
@@ -215,10 +275,14 @@ func webhook(k kubeOptions, trustDomain string, client kubernetes.Interface, log
 	if err != nil {
 		return nil, err
 	}
+	addr, err := controllerAddr(k.namespace, grpcAddr)
+	if err != nil {
+		return nil, err
+	}
 	h := &inject.Handler{
 		Config: inject.Config{
 			ProxyImage: k.proxyImage, ImagePullPolicy: corev1.PullPolicy(k.pullPolicy),
-			Controller:  fmt.Sprintf("%s.%s.svc.cluster.local:8086", "weft-controller", k.namespace),
+			Controller:  addr,
 			TrustDomain: trustDomain, ControlPlaneNamespace: k.namespace, LogLevel: k.proxyLogLevel, Resources: res,
 		},
 		Namespaces: func(ctx context.Context, name string) (*corev1.Namespace, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -33,7 +34,16 @@ import (
 	pidentity "weft.dev/weft/internal/proxy/identity"
 )
 
+// envRunMain makes the test binary run weft-controller's main instead of
+// the tests: the leader-election test starts replicas as processes it can
+// kill.
+const envRunMain = "WEFT_TEST_RUN_CONTROLLER_MAIN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(envRunMain) == "1" {
+		main()
+		return
+	}
 	goleak.VerifyTestMain(m,
 		// klog's flush daemon starts with the package and never stops.
 		goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),

@@ -3,7 +3,7 @@
 // scraper, over an in-memory configuration optionally seeded from a file of
 // documents (--source=local) or over the Kubernetes API (--source=kubernetes,
 // kube.go: informers, TokenReview, the injection webhook, the trust anchors
-// copied into every namespace).
+// copied into every namespace by the leader of --leader-elect).
 package main
 
 import (

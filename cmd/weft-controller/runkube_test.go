@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -41,13 +42,10 @@ func writeFiles(t *testing.T, dir string, files map[string][]byte) {
 	}
 }
 
-// TestRunKube runs the binary's Kubernetes assembly with the files the
-// install's Secrets provide, against a real API server.
-func TestRunKube(t *testing.T) {
-	cluster := kubetest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-	defer cancel()
-	dir := t.TempDir()
+// writeKubeconfig writes a kubeconfig of the cluster's administrator into
+// dir and returns its path.
+func writeKubeconfig(t *testing.T, cluster *kubetest.Cluster, dir string) string {
+	t.Helper()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	if err := clientcmd.WriteToFile(clientcmdapi.Config{
 		Clusters:       map[string]*clientcmdapi.Cluster{"test": {Server: cluster.Config.Host, CertificateAuthorityData: cluster.Config.CAData}},
@@ -55,6 +53,22 @@ func TestRunKube(t *testing.T) {
 		Contexts:       map[string]*clientcmdapi.Context{"test": {Cluster: "test", AuthInfo: "admin"}},
 		CurrentContext: "test",
 	}, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
+}
+
+// TestRunKube runs the binary's Kubernetes assembly with the files the
+// install's Secrets provide, against a real API server.
+func TestRunKube(t *testing.T) {
+	cluster := kubetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	dir := t.TempDir()
+	kubeconfig := writeKubeconfig(t, cluster, dir)
+	client := kubernetes.NewForConfigOrDie(cluster.Config)
+	// The install creates the namespace; the leader's Lease lives there.
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "weft"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	certs, err := install.GenerateCerts("cluster.local", "weft", "", "", "")
@@ -96,7 +110,6 @@ func TestRunKube(t *testing.T) {
 		}
 	}()
 
-	client := kubernetes.NewForConfigOrDie(cluster.Config)
 	t.Run("the anchors of --identity-dir reach every namespace", func(t *testing.T) {
 		eventually(ctx, t, "the trust anchors in default", func() string {
 			cm, err := client.CoreV1().ConfigMaps("default").Get(ctx, inject.AnchorsConfigMap, metav1.GetOptions{})

@@ -30,14 +30,50 @@ const (
 )
 
 func (e *env) checkCmd() *cobra.Command {
-	return &cobra.Command{
+	var f kubeFlags
+	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Check that the controller and every proxy of the local mesh are healthy",
-		Long: `Check the running local mesh: the controller answers and accepts the token,
-every proxy is ready and runs the configuration the controller sent last,
-and every service has ready endpoints. Exits with status 1 if any check fails.`,
+		Short: "Check the local mesh, or Weft on a Kubernetes cluster (--pre before installing)",
+		Long: `Check that Weft is healthy. Exits with status 1 if any check fails (×);
+warnings (‼) do not fail it.
+
+Local mesh (weft up): the controller answers and accepts the token, every
+proxy is ready and runs the configuration the controller sent last, and
+every service has ready endpoints.
+
+Kubernetes (--kubernetes): the API server answers and is recent enough, the
+control plane's namespace, CRDs, Deployment, API, injector webhook and its
+certificate, trust anchors and issuer; with --proxy every injected pod's
+proxy too (-n limits it to one namespace).
+
+Before installing (--pre): the cluster can take Weft: the API server's
+version, the user's right to create what weft install creates, no earlier
+install or conflicting webhook or CRDs, the admission webhook API, and Pod
+Security admission letting injected pods use NET_ADMIN and NET_RAW.
+
+Without --pre, --kubernetes or --local, weft check checks the local mesh
+when one runs (its state directory names a controller), else the cluster
+of the kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) when there
+is one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			kube, err := e.wantsKube(&f)
+			if err != nil {
+				return err
+			}
+			if kube {
+				kc := &kubeChecker{f: f, retryDelay: e.checkRetryDelay, clock: e.clock}
+				ok := false
+				if f.pre {
+					ok = kc.runPre(cmd.Context(), e.stdout)
+				} else {
+					ok = kc.runInstalled(cmd.Context(), e.stdout)
+				}
+				if !ok {
+					return &exitError{code: 1}
+				}
+				return nil
+			}
 			dir, err := e.resolvedStateDir()
 			if err != nil {
 				return err
@@ -46,9 +82,13 @@ and every service has ready endpoints. Exits with status 1 if any check fails.`,
 			if err != nil {
 				return err
 			}
+			retries := e.checkRetries
+			if cmd.Flags().Changed("wait") && e.checkRetryDelay > 0 {
+				retries = max(1, int(f.wait/e.checkRetryDelay))
+			}
 			ch := &checker{
 				api: c, http: e.proxyHTTP, logDir: statedir.Logs(dir),
-				retries: e.checkRetries, retryDelay: e.checkRetryDelay,
+				retries: retries, retryDelay: e.checkRetryDelay, clock: e.clock,
 			}
 			if !ch.run(cmd.Context(), e.stdout) {
 				return &exitError{code: 1}
@@ -56,6 +96,8 @@ and every service has ready endpoints. Exits with status 1 if any check fails.`,
 			return nil
 		},
 	}
+	registerKubeFlags(cmd, &f)
+	return cmd
 }
 
 // checker runs the checks of `weft check`.

@@ -32,6 +32,9 @@ type env struct {
 	// configuration push in flight.
 	checkRetries    int
 	checkRetryDelay time.Duration
+	// clock is the time `weft check` judges certificates at; nil means
+	// time.Now.
+	clock func() time.Time
 }
 
 // exitError ends the program with code after the command printed why.
