@@ -57,6 +57,7 @@ of the kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) when there
 is one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.target = e.kube
 			kube, err := e.wantsKube(&f)
 			if err != nil {
 				return err

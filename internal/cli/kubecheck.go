@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"weft.dev/weft/internal/control/inject"
 	"weft.dev/weft/internal/install"
@@ -41,12 +38,14 @@ const minKubeMinor = 29
 // kubeFlags are the flags of `weft check` that choose and reach a cluster.
 type kubeFlags struct {
 	pre, kubernetes, local bool
-	kubeconfig, context    string
-	// namespace of the control plane; dataNS limits the data-plane checks
+	// target is the root's --kubeconfig, --context and
+	// --control-plane-namespace.
+	target kubeTarget
+	// dataNS limits the data-plane checks
 	// (--proxy) and names the namespace --pre checks pods may run in.
-	namespace, dataNS string
-	proxy             bool
-	wait              time.Duration
+	dataNS string
+	proxy  bool
+	wait   time.Duration
 }
 
 // wantsKube decides whether `weft check` checks a cluster: with --pre or
@@ -71,13 +70,7 @@ func (e *env) wantsKube(f *kubeFlags) (bool, error) {
 	if _, err := statedir.ReadController(dir); !errors.As(err, &notRunning) {
 		return false, nil // running, starting or stopping: the local mesh
 	}
-	if f.kubeconfig != "" || f.context != "" || os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "" {
-		return true, nil
-	}
-	if _, err := os.Stat(clientcmd.RecommendedHomeFile); err == nil {
-		return true, nil
-	}
-	return false, nil
+	return f.target.atHand(), nil
 }
 
 // kubeChecker runs the checks of `weft check --pre` and of `weft check`
@@ -121,10 +114,7 @@ func (c *kubeChecker) retry(ctx context.Context, check func(context.Context) []s
 func (c *kubeChecker) connect(ctx context.Context, p *printer) bool {
 	c.deadline = time.Now().Add(c.f.wait)
 	p.heading("kubernetes-api")
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = c.f.kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.f.context})
-	cfg, err := cc.ClientConfig()
+	cfg, err := c.f.target.restConfig()
 	if err == nil {
 		cfg.WarningHandler = rest.NoWarnings{}
 		cfg.Timeout = 30 * time.Second
@@ -175,7 +165,7 @@ func (c *kubeChecker) runPre(ctx context.Context, w io.Writer) bool {
 	if !c.connect(ctx, p) {
 		return false
 	}
-	ns := c.f.namespace
+	ns := c.f.target.namespace
 	p.heading("pre-kubernetes-setup")
 	p.result("control plane namespace does not already exist", c.retry(ctx, func(ctx context.Context) []string {
 		got, err := c.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
@@ -266,7 +256,7 @@ func (c *kubeChecker) noWebhook(ctx context.Context) []string {
 			continue
 		}
 		for _, h := range m.Webhooks {
-			if s := h.ClientConfig.Service; s != nil && s.Namespace == c.f.namespace && s.Name == install.ControllerName {
+			if s := h.ClientConfig.Service; s != nil && s.Namespace == c.f.target.namespace && s.Name == install.ControllerName {
 				problems = append(problems, fmt.Sprintf("MutatingWebhookConfiguration %s (webhook %s) already calls service %s/%s", m.Name, h.Name, s.Namespace, s.Name))
 				break
 			}
@@ -409,7 +399,7 @@ func (c *kubeChecker) runInstalled(ctx context.Context, w io.Writer) bool {
 	if !c.connect(ctx, p) {
 		return false
 	}
-	ns := c.f.namespace
+	ns := c.f.target.namespace
 	p.heading("weft-existence")
 	if !p.result("control plane namespace exists", c.retry(ctx, func(ctx context.Context) []string {
 		if _, err := c.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil {
@@ -513,9 +503,9 @@ func (c *kubeChecker) crdsEstablished(ctx context.Context) (problems, missingOpt
 // deploymentAvailable reports whether the controller Deployment has an
 // available replica.
 func (c *kubeChecker) deploymentAvailable(ctx context.Context) (*appsv1.Deployment, []string) {
-	d, err := c.client.AppsV1().Deployments(c.f.namespace).Get(ctx, install.ControllerName, metav1.GetOptions{})
+	d, err := c.client.AppsV1().Deployments(c.f.target.namespace).Get(ctx, install.ControllerName, metav1.GetOptions{})
 	if err != nil {
-		return nil, []string{fmt.Sprintf("Deployment %s/%s: %v", c.f.namespace, install.ControllerName, err)}
+		return nil, []string{fmt.Sprintf("Deployment %s/%s: %v", c.f.target.namespace, install.ControllerName, err)}
 	}
 	for _, cond := range d.Status.Conditions {
 		if cond.Type == appsv1.DeploymentAvailable && cond.Status == corev1.ConditionTrue && d.Status.AvailableReplicas > 0 {
@@ -527,7 +517,7 @@ func (c *kubeChecker) deploymentAvailable(ctx context.Context) (*appsv1.Deployme
 		want = *d.Spec.Replicas
 	}
 	return d, []string{fmt.Sprintf("Deployment %s/%s: %d of %d replicas available; see `kubectl -n %s describe deployment %s` and the pods' logs",
-		c.f.namespace, install.ControllerName, d.Status.AvailableReplicas, want, c.f.namespace, install.ControllerName)}
+		c.f.target.namespace, install.ControllerName, d.Status.AvailableReplicas, want, c.f.target.namespace, install.ControllerName)}
 }
 
 // controllerAnswers calls the controller's HTTP API through the API
@@ -536,7 +526,7 @@ func (c *kubeChecker) deploymentAvailable(ctx context.Context) (*appsv1.Deployme
 // challenge: that it answers at all is what is checked.
 func (c *kubeChecker) controllerAnswers(ctx context.Context) []string {
 	// The API server picks the endpoint port by the Service port's name.
-	res := c.client.CoreV1().Services(c.f.namespace).ProxyGet("http", install.ControllerName, "http", "/api/v1/status", nil)
+	res := c.client.CoreV1().Services(c.f.target.namespace).ProxyGet("http", install.ControllerName, "http", "/api/v1/status", nil)
 	body, err := res.DoRaw(ctx)
 	var se *apierrors.StatusError
 	switch {
@@ -545,7 +535,7 @@ func (c *kubeChecker) controllerAnswers(ctx context.Context) []string {
 	case errors.As(err, &se) && se.ErrStatus.Code == http.StatusUnauthorized && strings.Contains(string(body), "bearer token"):
 		return nil // the controller's own answer
 	}
-	return []string{fmt.Sprintf("service %s/%s port http through the API server: %v", c.f.namespace, install.ControllerName, err)}
+	return []string{fmt.Sprintf("service %s/%s port http through the API server: %v", c.f.target.namespace, install.ControllerName, err)}
 }
 
 // webhookExists checks the injector's configuration and that it calls the
@@ -561,8 +551,8 @@ func (c *kubeChecker) webhookExists(ctx context.Context) []string {
 	}
 	for _, h := range m.Webhooks {
 		s := h.ClientConfig.Service
-		if s == nil || s.Namespace != c.f.namespace || s.Name != install.ControllerName {
-			problems = append(problems, fmt.Sprintf("webhook %s does not call service %s/%s", h.Name, c.f.namespace, install.ControllerName))
+		if s == nil || s.Namespace != c.f.target.namespace || s.Name != install.ControllerName {
+			problems = append(problems, fmt.Sprintf("webhook %s does not call service %s/%s", h.Name, c.f.target.namespace, install.ControllerName))
 		}
 		if len(h.ClientConfig.CABundle) == 0 {
 			problems = append(problems, fmt.Sprintf("webhook %s has no caBundle", h.Name))
@@ -578,20 +568,20 @@ func (c *kubeChecker) webhookCert(ctx context.Context) (problems, expiring []str
 	if err != nil {
 		return []string{fmt.Sprintf("MutatingWebhookConfiguration %s: %v", install.WebhookName, err)}, nil, false
 	}
-	sec, err := c.client.CoreV1().Secrets(c.f.namespace).Get(ctx, install.WebhookSecret, metav1.GetOptions{})
+	sec, err := c.client.CoreV1().Secrets(c.f.target.namespace).Get(ctx, install.WebhookSecret, metav1.GetOptions{})
 	if err != nil {
-		return []string{fmt.Sprintf("Secret %s/%s: %v", c.f.namespace, install.WebhookSecret, err)}, nil, false
+		return []string{fmt.Sprintf("Secret %s/%s: %v", c.f.target.namespace, install.WebhookSecret, err)}, nil, false
 	}
 	certs, err := parseCerts(sec.Data[corev1.TLSCertKey])
 	if err != nil {
-		return []string{fmt.Sprintf("Secret %s/%s %s: %v", c.f.namespace, install.WebhookSecret, corev1.TLSCertKey, err)}, nil, false
+		return []string{fmt.Sprintf("Secret %s/%s %s: %v", c.f.target.namespace, install.WebhookSecret, corev1.TLSCertKey, err)}, nil, false
 	}
 	leaf := certs[0]
 	inter := x509.NewCertPool()
 	for _, ic := range certs[1:] {
 		inter.AddCert(ic)
 	}
-	dns := install.ControllerName + "." + c.f.namespace + ".svc"
+	dns := install.ControllerName + "." + c.f.target.namespace + ".svc"
 	for _, h := range m.Webhooks {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(h.ClientConfig.CABundle) {
@@ -615,7 +605,7 @@ func (c *kubeChecker) webhookCert(ctx context.Context) (problems, expiring []str
 // identity reads the trust anchors ConfigMap and the issuer Secret, and
 // checks that they agree and that the issuer chains to an anchor.
 func (c *kubeChecker) identity(ctx context.Context) (anchors []*x509.Certificate, issuer *x509.Certificate, problems []string) {
-	ns := c.f.namespace
+	ns := c.f.target.namespace
 	cm, err := c.client.CoreV1().ConfigMaps(ns).Get(ctx, inject.AnchorsConfigMap, metav1.GetOptions{})
 	if err != nil {
 		return nil, nil, []string{fmt.Sprintf("ConfigMap %s/%s: %v", ns, inject.AnchorsConfigMap, err)}
@@ -811,9 +801,6 @@ func registerKubeFlags(cmd *cobra.Command, f *kubeFlags) {
 	fl.BoolVar(&f.pre, "pre", false, "check that the cluster is ready for `weft install` (implies --kubernetes)")
 	fl.BoolVar(&f.kubernetes, "kubernetes", false, "check the control plane installed in the cluster of the kubeconfig")
 	fl.BoolVar(&f.local, "local", false, "check the local mesh of `weft up`, even where a kubeconfig exists")
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG or "+filepath.Join("~", clientcmd.RecommendedHomeDir, clientcmd.RecommendedFileName)+")")
-	fl.StringVar(&f.context, "context", "", "kubeconfig context (default: its current context)")
-	fl.StringVar(&f.namespace, "control-plane-namespace", install.DefaultNamespace, "namespace of the control plane")
 	fl.StringVarP(&f.dataNS, "namespace", "n", "", "namespace of the data-plane checks (--proxy) and of --pre's Pod Security check (default: all, or those marked for injection)")
 	fl.BoolVar(&f.proxy, "proxy", false, "also check every injected pod's proxy: ready, holding a valid certificate, at the control plane's version")
 	fl.DurationVar(&f.wait, "wait", 0, "retry failing cluster checks for up to this long, e.g. 2m right after installing")

@@ -507,11 +507,11 @@ func TestCheckTarget(t *testing.T) {
 	}{
 		{"--pre", t.TempDir(), kubeFlags{pre: true}, "", true, false},
 		{"--kubernetes beside a running mesh", running, kubeFlags{kubernetes: true}, "", true, false},
-		{"--local", t.TempDir(), kubeFlags{local: true, kubeconfig: "x"}, "", false, false},
+		{"--local", t.TempDir(), kubeFlags{local: true, target: kubeTarget{kubeconfig: "x"}}, "", false, false},
 		{"--local with --pre", t.TempDir(), kubeFlags{local: true, pre: true}, "", false, true},
 		{"a running local mesh wins over KUBECONFIG", running, kubeFlags{}, "/k", false, false},
 		{"no local mesh, KUBECONFIG set", t.TempDir(), kubeFlags{}, "/k", true, false},
-		{"no local mesh, --kubeconfig", t.TempDir(), kubeFlags{kubeconfig: "/k"}, "", true, false},
+		{"no local mesh, --kubeconfig", t.TempDir(), kubeFlags{target: kubeTarget{kubeconfig: "/k"}}, "", true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,11 @@ type env struct {
 	// clock is the time `weft check` judges certificates at; nil means
 	// time.Now.
 	clock func() time.Time
+	// kube is where the cluster is (--kubeconfig, --context,
+	// --control-plane-namespace).
+	kube kubeTarget
+	// cleanups run when the command ends (port-forwards).
+	cleanups []func()
 }
 
 // exitError ends the program with code after the command printed why.
@@ -56,6 +61,9 @@ func (e *env) run(ctx context.Context, args []string) int {
 	root := e.rootCmd()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	for _, f := range e.cleanups {
+		f()
+	}
 	if err == nil {
 		return 0
 	}
@@ -82,6 +90,7 @@ Run a local mesh with "weft up", then use "weft check", "weft stat" and
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.PersistentFlags().StringVar(&e.stateDir, "state-dir", "", "state directory of the local mesh (default $XDG_STATE_HOME/weft or ~/.local/state/weft)")
+	e.kube.register(root)
 	root.AddCommand(e.upCmd(), e.applyCmd(), e.getCmd(), e.deleteCmd(), e.checkCmd(), e.statCmd(), e.edgesCmd(), e.versionCmd())
 	root.AddCommand(e.authzCmd())
 	root.AddCommand(e.routesCmd())
@@ -105,6 +114,11 @@ func (e *env) client() (*ctlapi.Client, error) {
 		return nil, err
 	}
 	c, err := statedir.ReadController(dir)
+	var notRunning *statedir.NotRunningError
+	if errors.As(err, &notRunning) && e.kube.atHand() {
+		// No local mesh, a cluster at hand: its controller.
+		return e.kubeClient()
+	}
 	if err != nil {
 		return nil, err
 	}
