@@ -66,4 +66,3 @@ func OriginalDst(c net.Conn) (netip.AddrPort, error) {
 	}
 	return dst, nil
 }
-
