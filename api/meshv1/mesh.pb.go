@@ -306,6 +306,15 @@ type DestinationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// authority names the destination service: "api", "api.demo" or
 	// "api.demo.svc.cluster.local", with an optional ":port".
+	//
+	// It may instead be an address, "IP:port" ("[IPv6]:port"): the original
+	// destination of a connection the proxy captured. The controller answers
+	// for a service's cluster IP and port with that service, whose endpoints
+	// are the pods' target port of that service port; for the IP of a pod
+	// that is an endpoint of a service with that one endpoint at the port
+	// asked for (no routes or split); for any other address with exists
+	// false, and the proxy forwards the connection unchanged. A controller
+	// that predates addresses answers exists false as well.
 	Authority     string     `protobuf:"bytes,1,opt,name=authority,proto3" json:"authority,omitempty"`
 	Proxy         *ProxyInfo `protobuf:"bytes,2,opt,name=proxy,proto3" json:"proxy,omitempty"`
 	unknownFields protoimpl.UnknownFields

@@ -16,11 +16,26 @@ import (
 	"syscall"
 	"time"
 
+	"weft.dev/weft/internal/proxy/capture/ports"
 	"weft.dev/weft/internal/proxy/detect"
 	"weft.dev/weft/internal/proxy/sidecar"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		err := initCommand(context.Background(), os.Args[2:], os.Stdout, os.Stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "weft-proxy init: %v\n", err)
+			if _, ok := errors.AsType[*runError](err); ok {
+				os.Exit(1)
+			}
+			os.Exit(2)
+		}
+		return
+	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -57,7 +72,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func parseFlags(args []string, stderr io.Writer) (sidecar.Config, error) {
 	var cfg sidecar.Config
 	var inbound, outbound listFlag
-	var logLevel, logFormat, anchorsFile string
+	var logLevel, logFormat, anchorsFile, opaque string
 	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.ID, "id", "", "unique id of this proxy, e.g. web-0 (required)")
@@ -68,6 +83,9 @@ func parseFlags(args []string, stderr io.Writer) (sidecar.Config, error) {
 	fs.StringVar(&cfg.Admin, "admin", sidecar.DefaultAdmin, "admin server address host:port (/metrics, /live, /ready, /status)")
 	fs.Var(&inbound, "inbound", "LISTEN=APP[/PROTO]: forward LISTEN to the application at APP (repeatable), e.g. 127.0.0.1:14001=127.0.0.1:14000/grpc")
 	fs.Var(&outbound, "outbound", "LISTEN=AUTHORITY[/PROTO]: forward LISTEN to a service (repeatable), e.g. 127.0.0.1:15001=api")
+	fs.StringVar(&cfg.InboundCapture, "inbound-capture", "", "host:port where iptables redirects incoming connections (weft-proxy init --inbound-port), e.g. 0.0.0.0:4143; each is served for the application at 127.0.0.1:<original port>")
+	fs.StringVar(&cfg.OutboundCapture, "outbound-capture", "", "host:port where iptables redirects the workload's outgoing connections (weft-proxy init --outbound-port), e.g. 127.0.0.1:4140")
+	fs.StringVar(&opaque, "opaque-ports", "", "ports whose captured connections are opaque TCP without protocol detection, e.g. 3306,6000-6002")
 	fs.StringVar(&anchorsFile, "trust-anchors", "", "PEM file of the mesh's trust anchors; the controller and peer proxies are verified against it (required)")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding this workload's join token, its proof of identity to the controller (required)")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "trust domain of the mesh's SPIFFE IDs")
@@ -96,6 +114,11 @@ func parseFlags(args []string, stderr io.Writer) (sidecar.Config, error) {
 		}
 		cfg.Outbound = append(cfg.Outbound, spec)
 	}
+	opaquePorts, err := ports.Parse("--opaque-ports", opaque)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.OpaquePorts = opaquePorts
 	if anchorsFile != "" {
 		pem, err := os.ReadFile(anchorsFile)
 		if err != nil {

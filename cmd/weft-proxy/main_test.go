@@ -51,6 +51,12 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"bad inbound", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1", "--inbound", "nonsense"}, "want LISTEN=APP[/PROTO]"},
 		{"bad protocol", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1", "--outbound", "127.0.0.1:0=api/smtp"}, `unknown protocol "smtp"`},
 		{"unknown flag", []string{"--frobnicate"}, "flag provided but not defined"},
+		{"bad opaque ports", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1", "--opaque-ports", "3306,mysql"}, `--opaque-ports: "mysql" is not a port`},
+		{"capture without a port", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1", "--inbound-capture", "0.0.0.0"}, "--inbound-capture"},
+		{"init bad skip ports", []string{"init", "--skip-inbound-ports=4191,9092-9090"}, `--skip-inbound-ports: range "9092-9090" ends before it starts`},
+		{"init bad cidr", []string{"init", "--skip-outbound-cidrs=10.0.0.0/33"}, `--skip-outbound-cidrs: "10.0.0.0/33" is not a network`},
+		{"init bad port", []string{"init", "--inbound-port=70000"}, "--inbound-port 70000: not a port"},
+		{"init same ports", []string{"init", "--inbound-port=4140"}, "--inbound-port and --outbound-port are both 4140"},
 		{"bad log format", []string{"--id", "a", "--service", "web", "--controller", "127.0.0.1:1", "--log-format", "xml"}, "--log-format"},
 	}
 	for _, tt := range tests {

@@ -103,6 +103,22 @@ type Endpoint struct {
 	// Ready is false while the instance starts or stops; proxies only
 	// receive ready endpoints.
 	Ready bool
+	// PortName is the name of the service port this endpoint serves (an
+	// EndpointSlice port's name); "" when the service has one unnamed
+	// port or the source does not know ports (local mode).
+	PortName string
+}
+
+// ServicePort is one port of a service, as a Kubernetes Service declares
+// it.
+type ServicePort struct {
+	// Name of the port; "" only when the service has a single port.
+	Name string
+	// Port is the service's port, on its cluster IPs.
+	Port uint32
+	// TargetPort is the pods' port: a number, or a named container port
+	// ("http"); each endpoint's address carries the resolved number.
+	TargetPort string
 }
 
 // Service is a named set of endpoints, like a Kubernetes Service.
@@ -113,6 +129,22 @@ type Service struct {
 	Protocol Protocol
 	// Endpoints in a stable order (by Address).
 	Endpoints []Endpoint
+	// ClusterIPs are the service's virtual IPs (Kubernetes); none in
+	// local mode.
+	ClusterIPs []string
+	// Ports of the service (Kubernetes); none in local mode, where every
+	// endpoint is the service.
+	Ports []ServicePort
+}
+
+// PortByNumber returns the service port that is port on its cluster IPs.
+func (s *Service) PortByNumber(port uint32) (ServicePort, bool) {
+	for _, p := range s.Ports {
+		if p.Port == port {
+			return p, true
+		}
+	}
+	return ServicePort{}, false
 }
 
 // Key returns the service's key.

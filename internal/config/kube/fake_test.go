@@ -3,6 +3,7 @@ package kube_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -132,5 +134,74 @@ func TestRunFailsWhenDiscoveryFails(t *testing.T) {
 	case <-src.Synced():
 		t.Error("Synced closed although Run failed")
 	default:
+	}
+}
+
+// TestServicePortsAndClusterIPs checks that a Service's cluster IPs and
+// ports, and the port name of each endpoint, reach the snapshot: what
+// the controller needs to resolve a captured connection's "IP:port".
+func TestServicePortsAndClusterIPs(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10", "fd00::10"},
+			Ports: []corev1.ServicePort{
+				{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)},
+				{Name: "admin", Port: 9000, TargetPort: intstr.FromString("admin")},
+				{Name: "metrics", Port: 9100},
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
+			},
+		},
+	}
+	headless := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "headless", Namespace: ns},
+		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "db-1", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: "db"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports: []discoveryv1.EndpointPort{
+			{Name: ptr("http"), Port: ptr[int32](8080)},
+			{Name: ptr("admin"), Port: ptr[int32](9001)},
+			// Two service ports on one target port: one endpoint each.
+			{Name: ptr("metrics"), Port: ptr[int32](8080)},
+		},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.18.0.9"}}},
+	}
+	client := fake.NewClientset(svc, headless, slice)
+	dyn := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())
+	src := kube.New(kube.Options{Client: client, Dynamic: dyn})
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	snap := waitSnapshot(t, ctx, src, func(s *config.Snapshot) string {
+		if s.Services[config.Key("db", ns)] == nil || len(s.Services[config.Key("db", ns)].Endpoints) == 0 {
+			return "not yet"
+		}
+		return ""
+	})
+	db := snap.Services[config.Key("db", ns)]
+	if got := fmt.Sprint(db.ClusterIPs); got != "[10.96.0.10 fd00::10]" {
+		t.Errorf("cluster IPs %s", got)
+	}
+	if got := fmt.Sprint(db.Ports); got != "[{http 80 8080} {admin 9000 admin} {metrics 9100 9100}]" {
+		t.Errorf("ports %s", got)
+	}
+	var eps []string
+	for _, e := range db.Endpoints {
+		eps = append(eps, e.Address+"/"+e.PortName)
+	}
+	if got := strings.Join(eps, " "); got != "198.18.0.9:8080/http 198.18.0.9:8080/metrics 198.18.0.9:9001/admin" {
+		t.Errorf("endpoints %s", got)
+	}
+	if h := snap.Services[config.Key("headless", ns)]; h == nil || len(h.ClusterIPs) != 0 {
+		t.Errorf("headless service: %+v", h)
 	}
 }

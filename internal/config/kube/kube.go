@@ -437,6 +437,7 @@ func (s *Source) build(l *listers) (*config.Snapshot, map[string]string) {
 		}
 		snap.Services[config.Key(svc.Name, svc.Namespace)] = &config.Service{
 			Name: svc.Name, Namespace: svc.Namespace, Protocol: protocolOf(svc),
+			ClusterIPs: clusterIPs(svc), Ports: servicePorts(svc),
 		}
 	}
 	sliceList, _ := l.slices.List(labels.Everything())
@@ -454,13 +455,20 @@ func (s *Source) build(l *listers) (*config.Snapshot, map[string]string) {
 			if port.Port == nil || (port.Protocol != nil && *port.Protocol != corev1.ProtocolTCP) {
 				continue
 			}
+			portName := ""
+			if port.Name != nil {
+				portName = *port.Name
+			}
 			for _, ep := range es.Endpoints {
 				for _, addr := range ep.Addresses {
 					e := s.endpoint(pods, es.Namespace, ep, net.JoinHostPort(addr, strconv.Itoa(int(*port.Port))))
+					e.PortName = portName
 					// The same address may be in two slices while they
-					// change: a ready copy wins.
-					if old, ok := byAddr[key][e.Address]; !ok || (!old.Ready && e.Ready) {
-						byAddr[key][e.Address] = e
+					// change: a ready copy wins. Two service ports may
+					// share a target port: one endpoint per port name.
+					k := e.Address + "/" + portName
+					if old, ok := byAddr[key][k]; !ok || (!old.Ready && e.Ready) {
+						byAddr[key][k] = e
 					}
 				}
 			}
@@ -471,7 +479,10 @@ func (s *Source) build(l *listers) (*config.Snapshot, map[string]string) {
 		for _, e := range m {
 			svc.Endpoints = append(svc.Endpoints, e)
 		}
-		sort.Slice(svc.Endpoints, func(i, j int) bool { return svc.Endpoints[i].Address < svc.Endpoints[j].Address })
+		sort.Slice(svc.Endpoints, func(i, j int) bool {
+			a, b := svc.Endpoints[i], svc.Endpoints[j]
+			return a.Address < b.Address || (a.Address == b.Address && a.PortName < b.PortName)
+		})
 	}
 	rejected := map[string]string{}
 	for _, dl := range l.documents {
@@ -648,6 +659,38 @@ func targets(p intstr.IntOrString, port corev1.ContainerPort) bool {
 		return p.StrVal != "" && p.StrVal == port.Name
 	}
 	return p.IntVal == port.ContainerPort
+}
+
+// clusterIPs returns the virtual IPs of svc; none for a headless service.
+func clusterIPs(svc *corev1.Service) []string {
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	var out []string
+	for _, ip := range ips {
+		if ip != "" && ip != corev1.ClusterIPNone {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// servicePorts returns the TCP ports of svc; a target port left unset is
+// the port itself, as Kubernetes defaults it.
+func servicePorts(svc *corev1.Service) []config.ServicePort {
+	var out []config.ServicePort
+	for _, p := range svc.Spec.Ports {
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		target := p.TargetPort.String()
+		if p.TargetPort.IntValue() == 0 && p.TargetPort.StrVal == "" {
+			target = strconv.Itoa(int(p.Port))
+		}
+		out = append(out, config.ServicePort{Name: p.Name, Port: uint32(p.Port), TargetPort: target})
+	}
+	return out
 }
 
 // protocolOf reads the protocol of a Service from its first port's

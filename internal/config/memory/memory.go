@@ -101,7 +101,8 @@ func (s *Store) SetService(svc config.Service) {
 	key := svc.Key()
 	s.update(func(next *config.Snapshot) bool {
 		old := next.Services[key]
-		n := &config.Service{Name: svc.Name, Namespace: svc.Namespace, Protocol: svc.Protocol}
+		n := &config.Service{Name: svc.Name, Namespace: svc.Namespace, Protocol: svc.Protocol,
+			ClusterIPs: slices.Clone(svc.ClusterIPs), Ports: slices.Clone(svc.Ports)}
 		switch {
 		case svc.Endpoints != nil:
 			n.Endpoints = make([]config.Endpoint, 0, len(svc.Endpoints))

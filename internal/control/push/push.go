@@ -13,6 +13,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -236,18 +237,24 @@ func (s *Server) Watch(req *meshv1.DestinationRequest, stream grpc.ServerStreami
 	if ns == "" {
 		ns = config.DefaultNamespace
 	}
-	key := config.ParseAuthority(req.GetAuthority(), ns)
-	if key.Name() == "" {
+	build := func(snap *config.Snapshot) *meshv1.DestinationSnapshot {
+		return Destination(snap, config.ParseAuthority(req.GetAuthority(), ns), req.GetAuthority())
+	}
+	tracked := string(config.ParseAuthority(req.GetAuthority(), ns))
+	if addr, err := netip.ParseAddrPort(req.GetAuthority()); err == nil {
+		// A captured connection's original destination.
+		build = func(snap *config.Snapshot) *meshv1.DestinationSnapshot {
+			return DestinationByAddress(snap, addr, req.GetAuthority())
+		}
+		tracked = addr.String()
+	} else if config.ParseAuthority(req.GetAuthority(), ns).Name() == "" {
 		return status.Errorf(codes.InvalidArgument, "authority %q names no service", req.GetAuthority())
 	}
-	sent, end := s.track(req.GetProxy().GetId(), string(key))
+	sent, end := s.track(req.GetProxy().GetId(), tracked)
 	defer end()
-	log := s.log.With("proxy", req.GetProxy().GetId(), "service", string(key))
+	log := s.log.With("proxy", req.GetProxy().GetId(), "service", tracked)
 	log.Debug("destination watch started")
-	err := watch(stream.Context(), s,
-		func(snap *config.Snapshot) *meshv1.DestinationSnapshot {
-			return Destination(snap, key, req.GetAuthority())
-		},
+	err := watch(stream.Context(), s, build,
 		func(m *meshv1.DestinationSnapshot) *meshv1.DestinationSnapshot {
 			c := proto.CloneOf(m)
 			c.Version = 0
@@ -268,6 +275,14 @@ func (s *Server) Watch(req *meshv1.DestinationRequest, stream grpc.ServerStreami
 // echoed. Backends come from the TrafficSplit of the service, if any, else
 // the service itself is the only backend. Only ready endpoints are listed.
 func Destination(snap *config.Snapshot, key config.ServiceKey, authority string) *meshv1.DestinationSnapshot {
+	return destination(snap, key, 0, authority)
+}
+
+// destination is Destination; a port other than 0 is the service port
+// asked for (a captured connection to a cluster IP): the endpoints of each
+// backend are those of its port with that number, when the backend
+// declares ports.
+func destination(snap *config.Snapshot, key config.ServiceKey, port uint32, authority string) *meshv1.DestinationSnapshot {
 	m := &meshv1.DestinationSnapshot{Authority: authority, Version: snap.Version, Service: string(key)}
 	svc := snap.Services[key]
 	if svc == nil {
@@ -279,12 +294,77 @@ func Destination(snap *config.Snapshot, key config.ServiceKey, authority string)
 	applyPolicies(snap, key, m)
 	ts := findSplit(snap, key)
 	if ts == nil {
-		m.Backends = []*meshv1.Backend{backend(snap, key, 1)}
+		m.Backends = []*meshv1.Backend{backend(snap, key, port, 1)}
 		return m
 	}
 	for _, b := range ts.Backends {
-		m.Backends = append(m.Backends, backend(snap, config.Key(b.Service, key.Namespace()), b.Weight))
+		m.Backends = append(m.Backends, backend(snap, config.Key(b.Service, key.Namespace()), port, b.Weight))
 	}
+	return m
+}
+
+// DestinationByAddress computes the snapshot of a captured connection's
+// original destination addr; authority is echoed.
+//
+//   - A cluster IP and port of a service: that service, as Destination
+//     gives it, with the endpoints of that service port (the pods' target
+//     port).
+//   - The IP of an endpoint of a service (a pod): that one endpoint, at
+//     the port asked for, meshed or not, ready or not (the client chose
+//     it); no routes or split apply. The service names it in metrics.
+//   - Anything else: exists is false, and the proxy forwards the
+//     connection unchanged.
+//
+// When several services match, the first by name.namespace wins.
+func DestinationByAddress(snap *config.Snapshot, addr netip.AddrPort, authority string) *meshv1.DestinationSnapshot {
+	ip, port := addr.Addr().Unmap(), uint32(addr.Port())
+	keys := slices.Sorted(maps.Keys(snap.Services))
+	for _, key := range keys {
+		svc := snap.Services[key]
+		for _, cip := range svc.ClusterIPs {
+			a, err := netip.ParseAddr(cip)
+			if err != nil || a.Unmap() != ip {
+				continue
+			}
+			if _, ok := svc.PortByNumber(port); !ok {
+				// The service's IP on a port it does not serve.
+				return &meshv1.DestinationSnapshot{Authority: authority, Version: snap.Version}
+			}
+			return destination(snap, key, port, authority)
+		}
+	}
+	want := addr.String()
+	var found *config.Endpoint
+	var foundKey config.ServiceKey
+	for _, key := range keys {
+		for i := range snap.Services[key].Endpoints {
+			ep := &snap.Services[key].Endpoints[i]
+			epAddr, err := netip.ParseAddrPort(ep.Address)
+			if err != nil || epAddr.Addr().Unmap() != ip {
+				continue
+			}
+			// The exact address wins over the same pod on another port.
+			if found == nil || (ep.Address == want && found.Address != want) {
+				found, foundKey = ep, key
+			}
+		}
+	}
+	m := &meshv1.DestinationSnapshot{Authority: authority, Version: snap.Version}
+	if found == nil {
+		return m
+	}
+	m.Exists = true
+	m.Service = string(foundKey)
+	if found.Address == want {
+		m.Protocol = Protocol(snap.Services[foundKey].Protocol)
+	}
+	m.Backends = []*meshv1.Backend{{Service: string(foundKey), Weight: 1, Endpoints: []*meshv1.Endpoint{{
+		Address:  want,
+		Identity: found.Identity,
+		Meshed:   found.Meshed,
+		Weight:   1,
+		Labels:   maps.Clone(found.Labels),
+	}}}}
 	return m
 }
 
@@ -302,18 +382,27 @@ func findSplit(snap *config.Snapshot, key config.ServiceKey) *split.TrafficSplit
 	return found
 }
 
-func backend(snap *config.Snapshot, key config.ServiceKey, weight uint32) *meshv1.Backend {
+func backend(snap *config.Snapshot, key config.ServiceKey, port, weight uint32) *meshv1.Backend {
 	b := &meshv1.Backend{Service: string(key), Weight: weight}
 	svc := snap.Services[key]
 	if svc == nil {
 		return b
 	}
+	// Only the endpoints of the service port asked for, when known.
+	portName, filter := "", false
+	if port != 0 {
+		if sp, ok := svc.PortByNumber(port); ok {
+			portName, filter = sp.Name, true
+		}
+	}
 	eps := slices.Clone(svc.Endpoints)
 	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
+	seen := map[string]bool{}
 	for _, ep := range eps {
-		if !ep.Ready {
+		if !ep.Ready || (filter && ep.PortName != portName) || seen[ep.Address] {
 			continue
 		}
+		seen[ep.Address] = true
 		b.Endpoints = append(b.Endpoints, &meshv1.Endpoint{
 			Address:  ep.Address,
 			Identity: ep.Identity,

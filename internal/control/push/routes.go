@@ -144,7 +144,7 @@ func compileRule(snap *config.Snapshot, ns, id string, index int, r *route.Rule)
 		BackendTimeoutMs: r.BackendTimeout.Milliseconds(),
 	}
 	for _, b := range r.Backends {
-		out.Backends = append(out.Backends, backend(snap, refKey(b.Ref, ns), b.Weight))
+		out.Backends = append(out.Backends, backend(snap, refKey(b.Ref, ns), uint32(max(b.Ref.Port, 0)), b.Weight))
 	}
 	for _, f := range r.Filters {
 		var pf *meshv1.RouteFilter
@@ -155,7 +155,7 @@ func compileRule(snap *config.Snapshot, ns, id string, index int, r *route.Rule)
 			pf = &meshv1.RouteFilter{Kind: &meshv1.RouteFilter_ResponseHeaderModifier{ResponseHeaderModifier: headerModifier(f.ResponseHeaders)}}
 		case f.Mirror != nil:
 			pf = &meshv1.RouteFilter{Kind: &meshv1.RouteFilter_RequestMirror{RequestMirror: &meshv1.RequestMirror{
-				Backend: backend(snap, refKey(f.Mirror.Backend, ns), 1),
+				Backend: backend(snap, refKey(f.Mirror.Backend, ns), uint32(max(f.Mirror.Backend.Port, 0)), 1),
 				Percent: f.Mirror.Percent,
 			}}}
 		case f.Rewrite != nil:

@@ -58,6 +58,12 @@ type Client struct {
 	// returned.
 	mu      sync.Mutex
 	watches map[string]*Watch[meshv1.DestinationSnapshot]
+	// uses counts Acquire's holders per authority; pinned authorities
+	// (asked for with Destination) are never released; cancels stops the
+	// stream of a started watch.
+	uses    map[string]int
+	pinned  map[string]bool
+	cancels map[string]context.CancelFunc
 	runCtx  context.Context
 	stopped bool
 	wg      sync.WaitGroup
@@ -84,6 +90,9 @@ func New(cfg Config) *Client {
 		inbounds: meshv1.NewInboundClient(cfg.Conn),
 		inbound:  newWatch[meshv1.InboundSnapshot]("inbound"),
 		watches:  map[string]*Watch[meshv1.DestinationSnapshot]{},
+		uses:     map[string]int{},
+		pinned:   map[string]bool{},
+		cancels:  map[string]context.CancelFunc{},
 	}
 }
 
@@ -124,6 +133,41 @@ func (c *Client) Inbound() *Watch[meshv1.InboundSnapshot] { return c.inbound }
 func (c *Client) Destination(authority string) *Watch[meshv1.DestinationSnapshot] {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.pinned[authority] = true
+	return c.destinationLocked(authority)
+}
+
+// Acquire returns the watch of authority like Destination, and a function
+// to call when it is no longer needed: when the last holder releases it
+// (and Destination never asked for it), its stream stops and it is
+// forgotten. For destinations used for a while only, such as the original
+// destinations of captured connections.
+func (c *Client) Acquire(authority string) (*Watch[meshv1.DestinationSnapshot], func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.uses[authority]++
+	w := c.destinationLocked(authority)
+	var once sync.Once
+	return w, func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.uses[authority]--
+			if c.uses[authority] > 0 || c.pinned[authority] {
+				return
+			}
+			delete(c.uses, authority)
+			delete(c.watches, authority)
+			if cancel := c.cancels[authority]; cancel != nil {
+				cancel()
+				delete(c.cancels, authority)
+			}
+		})
+	}
+}
+
+// destinationLocked is Destination; c.mu must be held.
+func (c *Client) destinationLocked(authority string) *Watch[meshv1.DestinationSnapshot] {
 	if w, ok := c.watches[authority]; ok {
 		return w
 	}
@@ -149,6 +193,8 @@ func (c *Client) Destinations() map[string]*meshv1.DestinationSnapshot {
 
 // startDestination runs the watch of w; c.mu must be held.
 func (c *Client) startDestination(ctx context.Context, w *Watch[meshv1.DestinationSnapshot]) {
+	ctx, cancel := context.WithCancel(ctx)
+	c.cancels[w.name] = cancel
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

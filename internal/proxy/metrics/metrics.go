@@ -36,6 +36,11 @@ const (
 	Outbound Direction = "outbound"
 )
 
+// Passthrough is the service label of captured connections to
+// destinations the mesh does not know, forwarded unchanged (TCP metrics
+// only).
+const Passthrough = "passthrough"
+
 // LatencyBuckets are the response latency histogram's bucket bounds, in
 // seconds: 0.5 ms to 10 s.
 var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}

@@ -67,6 +67,16 @@ type Config struct {
 	ConfigWait time.Duration
 	// Balance tunes the balancer; zero values take its defaults.
 	Balance balance.Config
+	// Passthrough, when set, is the original destination ("IP:port") of
+	// captured connections: when the controller knows no such destination
+	// (exists false), or gives no answer within ConfigWait, a connection
+	// is forwarded unchanged to it as opaque TCP, counted under service
+	// metrics.Passthrough, never refused.
+	Passthrough string
+	// Transient releases the destination's discovery watch when Serve
+	// returns (see discovery.Client.Acquire); for the short-lived servers
+	// of captured destinations.
+	Transient bool
 	// Logger; nil discards logs.
 	Logger *slog.Logger
 }
@@ -150,7 +160,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return errors.New("outbound: no proxy-to-proxy transport configured")
 	}
-	s.watch = s.cfg.Discovery.Destination(s.cfg.Authority)
+	if s.cfg.Transient {
+		var release func()
+		s.watch, release = s.cfg.Discovery.Acquire(s.cfg.Authority)
+		defer release()
+	} else {
+		s.watch = s.cfg.Discovery.Destination(s.cfg.Authority)
+	}
 	var wg sync.WaitGroup
 	applyCtx, stopApply := context.WithCancel(context.Background())
 	wg.Add(1)
@@ -416,6 +432,10 @@ func finish(ep *balance.Endpoint, start time.Time, err error) time.Duration {
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	proto := s.cfg.Protocol
 	st := s.current(ctx)
+	if s.cfg.Passthrough != "" && (st == nil || !st.snap.GetExists()) {
+		s.passthrough(ctx, c, st == nil)
+		return
+	}
 	if proto == config.ProtocolDetect && st != nil {
 		proto = st.protocol
 	}
@@ -512,4 +532,28 @@ func (s *Server) forwardTCP(ctx context.Context, c net.Conn) {
 	m.TCPClose(from, to)
 	s.log.Debug("opaque connection closed", "upstream", up.RemoteAddr().String(),
 		"bytes_up", from, "bytes_down", to, "duration", time.Since(start), "err", ferr)
+}
+
+// passthrough forwards a captured connection the mesh does not know to
+// its original destination, unchanged. The proxy's own connection is not
+// captured again (iptables exempts the proxy's uid).
+func (s *Server) passthrough(ctx context.Context, c net.Conn, noConfig bool) {
+	defer c.Close()
+	m := s.cfg.Metrics.Service(metrics.Outbound, metrics.Passthrough)
+	m.TCPOpen()
+	if noConfig {
+		s.log.Warn("no answer from the controller for this destination; forwarding the connection unchanged", "destination", s.cfg.Passthrough)
+	}
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	up, err := d.DialContext(dctx, "tcp", s.cfg.Passthrough)
+	cancel()
+	if err != nil {
+		s.log.Info("closing passthrough connection", "remote", c.RemoteAddr().String(), "destination", s.cfg.Passthrough, "err", err)
+		m.TCPClose(0, 0)
+		return
+	}
+	from, to, ferr := tcp.Forward(listener.Aborted(ctx), c, up)
+	m.TCPClose(from, to)
+	s.log.Debug("passthrough connection closed", "destination", s.cfg.Passthrough, "bytes_up", from, "bytes_down", to, "err", ferr)
 }

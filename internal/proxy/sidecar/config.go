@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/proxy/capture/ports"
 	"weft.dev/weft/internal/proxy/transport"
 )
 
@@ -30,6 +31,20 @@ type Config struct {
 	Inbound []InboundSpec
 	// Outbound are the destinations the workload calls.
 	Outbound []OutboundSpec
+	// InboundCapture, if set, is the listen address of the inbound
+	// capture ("0.0.0.0:4143"): connections iptables redirected there
+	// (`weft-proxy init`) are served as an inbound listener for the
+	// application at 127.0.0.1:P, P their original destination port.
+	InboundCapture string
+	// OutboundCapture, if set, is the listen address of the outbound
+	// capture ("127.0.0.1:4140"): connections the workload opened,
+	// redirected there, are forwarded to their original destination as
+	// the controller resolves it, else passed through unchanged.
+	OutboundCapture string
+	// OpaquePorts are ports whose captured connections are opaque TCP
+	// without detection: inbound by application port, outbound by
+	// destination port.
+	OpaquePorts ports.List
 	// DetectTimeout bounds protocol detection; default 500ms.
 	DetectTimeout time.Duration
 	// DrainTimeout bounds the graceful drain; default 10s.
@@ -167,6 +182,14 @@ func (cfg *Config) validate() error {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
+	for flag, addr := range map[string]string{"--inbound-capture": cfg.InboundCapture, "--outbound-capture": cfg.OutboundCapture} {
+		if addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" || port == "" {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port with a fixed port (the one `weft-proxy init` redirects to), e.g. 0.0.0.0:4143", flag, addr))
+		}
+	}
 	seen := map[string]bool{cfg.Admin: true}
 	for _, l := range cfg.listenAddrs() {
 		if seen[l] && !strings.HasSuffix(l, ":0") {
@@ -184,6 +207,11 @@ func (cfg *Config) listenAddrs() []string {
 	}
 	for _, o := range cfg.Outbound {
 		out = append(out, o.Listen)
+	}
+	for _, a := range []string{cfg.InboundCapture, cfg.OutboundCapture} {
+		if a != "" {
+			out = append(out, a)
+		}
 	}
 	return out
 }

@@ -169,7 +169,7 @@ func (s *Sidecar) Ready() (bool, string) {
 	}
 	// A proxy with no inbound port (an ingress, a client-only workload)
 	// needs the answer, not a workload the controller knows.
-	if !in.GetKnown() && len(s.cfg.Inbound) > 0 {
+	if !in.GetKnown() && (len(s.cfg.Inbound) > 0 || s.cfg.InboundCapture != "") {
 		return false, fmt.Sprintf("the controller does not know workload %s (proxy %s); check --service and --namespace", s.service, s.cfg.ID)
 	}
 	return true, ""
@@ -207,6 +207,11 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	capLns, err := s.bindCapture()
+	if err != nil {
+		closeAll(adminLn, inLns, outLns)
+		return err
+	}
 	// Mutual TLS: the controller is verified against the trust anchors;
 	// discovery starts once the proxy holds its certificate, which every
 	// connection then presents.
@@ -218,6 +223,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))
 	if err != nil {
 		closeAll(adminLn, inLns, outLns)
+		for _, c := range capLns {
+			c.ln.Close()
+		}
 		return fmt.Errorf("controller %s: %w", s.cfg.Controller, err)
 	}
 	defer conn.Close()
@@ -234,7 +242,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBg()
 	var bg, servers sync.WaitGroup
-	errc := make(chan error, 3+len(inLns)+len(outLns))
+	errc := make(chan error, 3+len(inLns)+len(outLns)+len(capLns))
 	bg.Add(3)
 	go func() {
 		defer bg.Done()
@@ -256,6 +264,15 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("admin server: %w", err)
 		}
 	}()
+	for _, c := range capLns {
+		servers.Add(1)
+		go func() {
+			defer servers.Done()
+			if err := s.serveCapture(ctx, disc, c); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	for i, ln := range inLns {
 		spec := s.cfg.Inbound[i]
 		srv := inbound.New(inbound.Config{
@@ -292,7 +309,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		}()
 	}
 	s.log.Info("weft-proxy started", "service", s.service, "version", s.cfg.Version, "admin", adminLn.Addr().String(),
-		"inbound", len(inLns), "outbound", len(outLns), "controller", s.cfg.Controller)
+		"inbound", len(inLns), "outbound", len(outLns), "inbound_capture", s.cfg.InboundCapture,
+		"outbound_capture", s.cfg.OutboundCapture, "controller", s.cfg.Controller)
 
 	var runErr error
 	select {
@@ -306,6 +324,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if runErr != nil {
 		// Servers watch ctx; make them drain as well.
 		closeAll(nil, inLns, outLns)
+		for _, c := range capLns {
+			c.ln.Close()
+		}
 	}
 	servers.Wait()
 	stopBg()
