@@ -178,10 +178,12 @@ type Cluster struct {
 	// ContainerdSocket is containerd's socket, for ctr -a.
 	ContainerdSocket string
 
-	log        *slog.Logger
-	removeDir  bool
-	lock       *os.File
-	sysctls    map[string]string
+	log       *slog.Logger
+	removeDir bool
+	lock      *os.File
+	sysctls   map[string]string
+	// absent are the hostPaths that did not exist before Start.
+	absent     []string
 	cgroupRoot string
 	procs      map[string]*process
 	order      []string
@@ -253,6 +255,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 
 func (c *Cluster) start(ctx context.Context) error {
 	c.sysctls = readSysctls()
+	c.absent = absentHostPaths()
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
 	c.cgroupRoot = "/weft-kube-" + hex.EncodeToString(id)
@@ -473,7 +476,8 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubectl: %w (apt-get install kubectl)", err)
 	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	// Its discovery cache stays in Dir, not in $HOME/.kube.
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", c.path("kubectl-cache")}, args...)...)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -565,6 +569,9 @@ func (c *Cluster) stop(ctx context.Context) error {
 		add(removeCNIState())
 		add(removeContainerLogLinks(c.Dir))
 	}
+	for _, p := range c.absent {
+		add(os.RemoveAll(p))
+	}
 	if c.madeBridge && linkExists(BridgeName) {
 		if ip, err := lookPath("ip"); err == nil {
 			_, err := run(ctx, 30*time.Second, ip, "link", "del", BridgeName)
@@ -619,7 +626,7 @@ func (c *Cluster) deletePods(ctx context.Context) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	c.log.Debug("pods' network namespaces still there after deleting the pods; removing them by force")
+	c.log.Warn("pods' network namespaces still there after deleting the pods; removing them by force")
 }
 
 // killContainers kills and deletes every task and container containerd still has.
@@ -708,6 +715,11 @@ func (c *Cluster) Leftovers(ctx context.Context) []string {
 	for n, v := range c.sysctls {
 		if now[n] != v {
 			out = append(out, fmt.Sprintf("sysctl %s=%s (was %s)", n, now[n], v))
+		}
+	}
+	for _, p := range c.absent {
+		if _, err := os.Lstat(p); err == nil {
+			out = append(out, "path "+p)
 		}
 	}
 	if c.removeDir {

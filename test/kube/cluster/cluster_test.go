@@ -70,6 +70,7 @@ func TestCluster(t *testing.T) {
 	// From the host, through kube-proxy's rules.
 	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/from-host"
 	body := waitFor(ctx, t, "GET "+url, func() (string, error) { return httpGet(ctx, url) })
+	t.Logf("GET %s: %s", url, strings.TrimSpace(body))
 	if !strings.Contains(body, "echo-") || !strings.Contains(body, "GET /from-host") {
 		t.Errorf("GET %s answered %q, want a pod name and the path", url, body)
 	}
@@ -80,6 +81,7 @@ func TestCluster(t *testing.T) {
 		out, err := c.Kubectl(ctx, "exec", "deploy/echo", "--", "/usr/local/bin/echoserver", "get", dnsURL)
 		return string(out), err
 	})
+	t.Logf("kubectl exec deploy/echo -- echoserver get %s: %s", dnsURL, strings.TrimSpace(body))
 	if !strings.Contains(body, "GET /from-pod") {
 		t.Errorf("kubectl exec ... get %s answered %q", dnsURL, body)
 	}
@@ -195,6 +197,7 @@ func runJob(ctx context.Context, t *testing.T, c *Cluster, url string) {
 	if err != nil {
 		t.Fatalf("logs of the Job's pod: %v", err)
 	}
+	t.Logf("Job fetch printed: %s", strings.TrimSpace(string(logs)))
 	if !strings.Contains(string(logs), "GET /from-job") {
 		t.Errorf("the Job printed %q, want the echo of /from-job", logs)
 	}

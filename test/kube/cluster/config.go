@@ -109,7 +109,7 @@ func (c *Cluster) writeConfig() (*config, error) {
 	cniConf := c.path("cni", "net.d")
 	if err := writeFile(c.path("containerd", "config.toml"), []byte(fmt.Sprintf(containerdTemplate,
 		c.path("containerd", "root"), c.path("containerd", "state"), c.ContainerdSocket, c.ContainerdSocket+".ttrpc",
-		c.path("containerd", "opt"), PauseImage, cniBinDir, cniConf)), 0o644); err != nil {
+		c.path("containerd", "opt"), PauseImage, c.path("containerd", "runc"), cniBinDir, cniConf)), 0o644); err != nil {
 		return nil, err
 	}
 	if err := writeFile(filepath.Join(cniConf, "10-"+NetworkName+".conflist"), []byte(fmt.Sprintf(cniTemplate,
@@ -177,6 +177,7 @@ func (c *Cluster) writeConfig() (*config, error) {
 		"--cluster-signing-cert-file=" + caPath, "--cluster-signing-key-file=" + filepath.Join(pki, "ca.key"),
 		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--allocate-node-cidrs=false",
+		"--flex-volume-plugin-dir=" + c.path("controller-manager-flexvolume"),
 		"--leader-elect=false", "--profiling=false", "--v=1",
 	}
 	cfg.args["kube-scheduler"] = []string{
@@ -242,9 +243,9 @@ contexts:
 current-context: weft-test
 `
 
-// containerdTemplate: root, state, socket, ttrpc socket, opt dir, sandbox image, CNI bin dir, CNI
-// conf dir. restrict_oom_score_adj: without CAP_SYS_RESOURCE in the bounding set runc cannot lower
-// oom_score_adj and every sandbox fails.
+// containerdTemplate: root, state, socket, ttrpc socket, opt dir, sandbox image, runc's root, CNI
+// bin dir, CNI conf dir. restrict_oom_score_adj: without CAP_SYS_RESOURCE in the bounding set runc
+// cannot lower oom_score_adj and every sandbox fails.
 const containerdTemplate = `version = 2
 root = %q
 state = %q
@@ -279,6 +280,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q

@@ -313,3 +313,23 @@ func linkExists(name string) bool {
 	_, err := os.Stat(filepath.Join("/sys/class/net", name))
 	return err == nil
 }
+
+// hostPaths are the places outside Dir that the cluster's programs create whatever their
+// configuration says: containerd's shim sockets, util-linux's mount table (the kubelet runs mount),
+// libcni's cache, the kubelet's device-plugin socket and container log links, the controller
+// manager's FlexVolume directory. Stop removes those that did not exist before Start.
+var hostPaths = []string{
+	"/run/containerd", "/run/mount", "/var/lib/cni", "/var/lib/kubelet", "/var/log/containers",
+	"/var/log/pods", "/usr/libexec/kubernetes", "/run/kubernetes",
+}
+
+// absentHostPaths returns the hostPaths that do not exist now.
+func absentHostPaths() []string {
+	var out []string
+	for _, p := range hostPaths {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
