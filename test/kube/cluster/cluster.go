@@ -198,8 +198,9 @@ func (c *Cluster) path(elem ...string) string {
 	return filepath.Join(append([]string{c.Dir}, elem...)...)
 }
 
-// Start starts a cluster and returns when the node is Ready and CoreDNS answers. On error
-// everything started so far is stopped and the error names the log to read.
+// Start starts a cluster and returns when the node is Ready and CoreDNS answers. On error it
+// returns no cluster: everything started so far is stopped, and the error names the log directory
+// (a given Dir keeps it) and anything the cleanup could not remove.
 func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err := Requirements(o.BinDir); err != nil {
 		return nil, err
@@ -226,28 +227,31 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			if serr := c.Stop(context.WithoutCancel(ctx)); serr != nil {
 				err = fmt.Errorf("%w (and stopping what had started: %v)", err, serr)
 			}
+			if left := c.Leftovers(context.WithoutCancel(ctx)); len(left) > 0 {
+				err = fmt.Errorf("%w (left on the machine: %s)", err, strings.Join(left, "; "))
+			}
 		}
 	}()
 	if o.Dir == "" {
 		d, err := os.MkdirTemp("", "weft-kube-")
 		if err != nil {
-			return c, fmt.Errorf("cluster directory: %w", err)
+			return nil, fmt.Errorf("cluster directory: %w", err)
 		}
 		c.Dir, c.removeDir = d, true
 	} else {
 		d, err := filepath.Abs(o.Dir)
 		if err != nil {
-			return c, fmt.Errorf("cluster directory %s: %w", o.Dir, err)
+			return nil, fmt.Errorf("cluster directory %s: %w", o.Dir, err)
 		}
 		c.Dir = d
 	}
 	c.LogDir = c.path("logs")
 	if err := os.MkdirAll(c.LogDir, 0o755); err != nil {
-		return c, fmt.Errorf("cluster directory: %w", err)
+		return nil, fmt.Errorf("cluster directory: %w", err)
 	}
 	c.log.Info("starting test cluster", "dir", c.Dir, "logs", c.LogDir)
 	if err := c.start(ctx); err != nil {
-		return c, fmt.Errorf("test cluster: %w (logs in %s)", err, c.LogDir)
+		return nil, fmt.Errorf("test cluster: %w (logs in %s)", err, c.LogDir)
 	}
 	c.log.Info("test cluster ready", "kubeconfig", c.Kubeconfig)
 	return c, nil
