@@ -10,12 +10,20 @@ cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*"; }
 
 # Debian packages the tests use: curl as a real client, iproute2 and iptables
-# for transparent-capture tests. (bench/setup.sh below installs the benchmark
-# peers nginx and HAProxy and builds Caddy.)
+# for transparent-capture tests; containerd, runc, the CNI plugins, conntrack,
+# socat and kubectl for the single-node Kubernetes cluster (test/kube/cluster).
+# (bench/setup.sh below installs the benchmark peers nginx and HAProxy and
+# builds Caddy.)
 need_pkgs=()
 command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_pkgs+=(iproute2)
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_pkgs+=(iptables)
+command -v containerd >/dev/null || need_pkgs+=(containerd)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need_pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
+command -v conntrack >/dev/null || [ -x /usr/sbin/conntrack ] || need_pkgs+=(conntrack)
+command -v socat >/dev/null || need_pkgs+=(socat)
+command -v kubectl >/dev/null || need_pkgs+=(kubectl)
 if [ "${#need_pkgs[@]}" -gt 0 ] && [ -z "${WEFT_TEST_SKIP_INSTALL:-}" ]; then
 	log "installing Debian packages: ${need_pkgs[*]}"
 	sudo=""
@@ -49,10 +57,11 @@ if command -v staticcheck >/dev/null; then
 	staticcheck ./...
 fi
 
-# kube-apiserver and etcd for the tests against a real API server, built from
-# Go modules under test/kube/tools and cached by version (minutes the first
-# time, nothing afterwards).
-log "kube-apiserver and etcd for the Kubernetes tests"
+# kube-apiserver and etcd for the tests against a real API server, and the
+# other Kubernetes binaries, CoreDNS and pause for the single-node cluster of
+# test/kube/cluster, built from Go modules under test/kube/tools and cached by
+# version (about 15 minutes the first time, nothing afterwards).
+log "Kubernetes binaries for the Kubernetes tests (test/kube/build.sh)"
 WEFT_KUBE_BIN_DIR="$(test/kube/build.sh)"
 export WEFT_KUBE_BIN_DIR
 

@@ -8,7 +8,8 @@
 // mode), the shared libraries it links and the xtables extensions
 // (install them with `apt-get install iptables`).
 //
-// Only the CLI imports images. Build runs `go build` and reads host files;
+// The CLI imports images, and the test cluster (test/kube/cluster) packs
+// its own images with it. Build runs `go build` and reads host files;
 // calls with different output directories may run concurrently.
 package images
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds the kube-apiserver and etcd binaries that the tests against a real API server run, from the
-# Go modules under test/kube/tools (each has its own go.mod, so the main module never depends on
-# k8s.io/kubernetes or etcd). The binaries go to a cache directory keyed by version and are built only
-# when missing. Prints the directory; tests find it in WEFT_KUBE_BIN_DIR.
+# Builds the binaries of the tests against real Kubernetes parts, from the Go modules under
+# test/kube/tools (each has its own go.mod, so the main module never depends on k8s.io/kubernetes,
+# etcd or CoreDNS): etcd and kube-apiserver for the tests against a real API server, and
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy, CoreDNS and pause for the single-node
+# cluster of test/kube/cluster. The binaries go to a cache directory keyed by version and each is
+# built only when missing. Prints the directory; tests find it in WEFT_KUBE_BIN_DIR.
 #
 #   test/kube/build.sh [DIR]     default: ${WEFT_KUBE_BIN_DIR:-~/.cache/weft-kube/v1.37.2}
 #
-# A cold build takes several minutes on two cores (kube-apiserver about 5, etcd under 1).
+# A cold build takes about 15 minutes on two cores (kube-apiserver about 5, the other Kubernetes
+# binaries about 2 each, CoreDNS about 1, etcd under 1, pause seconds).
 set -euo pipefail
 
 KUBE_VERSION=v1.37.2
@@ -19,22 +22,30 @@ here=$(cd "$(dirname "$0")" && pwd)
 dir=${1:-${WEFT_KUBE_BIN_DIR:-$HOME/.cache/weft-kube/$KUBE_VERSION}}
 mkdir -p "$dir"
 
-if [[ ! -x "$dir/etcd" ]]; then
-	echo "building etcd into $dir (about a minute)" >&2
-	(cd "$here/tools/etcd" && CGO_ENABLED=0 go build -trimpath -o "$dir/etcd.tmp" .)
-	mv "$dir/etcd.tmp" "$dir/etcd"
-fi
+# build NAME MODULE_DIR [go build flags...]: builds the module's main package into $dir/NAME, static,
+# unless it is there already.
+build() {
+	local name=$1 mod=$2
+	shift 2
+	[[ -x "$dir/$name" ]] && return 0
+	echo "building $name into $dir" >&2
+	(cd "$mod" && CGO_ENABLED=0 go build -trimpath "$@" -o "$dir/$name.tmp" .)
+	mv "$dir/$name.tmp" "$dir/$name"
+}
 
-if [[ ! -x "$dir/kube-apiserver" ]]; then
-	echo "building kube-apiserver $KUBE_VERSION into $dir (about 5 minutes)" >&2
-	date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-	ldflags=""
-	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-		ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$KUBE_MAJOR -X $pkg.gitMinor=$KUBE_MINOR"
-		ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=$KUBE_COMMIT -X $pkg.buildDate=$date"
-	done
-	(cd "$here/tools/kube-apiserver" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/kube-apiserver.tmp" .)
-	mv "$dir/kube-apiserver.tmp" "$dir/kube-apiserver"
-fi
+date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+kube_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	kube_ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$KUBE_MAJOR -X $pkg.gitMinor=$KUBE_MINOR"
+	kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=$KUBE_COMMIT -X $pkg.buildDate=$date"
+done
+
+build etcd "$here/tools/etcd"
+for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
+	build "$c" "$here/tools/$c" -ldflags "$kube_ldflags"
+done
+build coredns "$here/tools/coredns" -ldflags "-s -w"
+# pause is a package of the main module (no dependencies of its own).
+build pause "$here/tools/pause" -ldflags "-s -w"
 
 echo "$dir"
