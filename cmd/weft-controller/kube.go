@@ -140,7 +140,7 @@ func runKube(ctx context.Context, o options, token string, log *slog.Logger) err
 	start("watch the Kubernetes API", src.Run)
 	// Writing cluster state is the leader's job; reading and serving is
 	// every replica's.
-	publish := anchors.New(client, c.TrustAnchorsPEM(), 0, log).Run
+	publish := anchors.New(client, c.TrustAnchorsPEM(), 0, log).OwnedBy(k.namespace).Run
 	if k.leaderElect {
 		el, err := elector(k, client, publish, log)
 		if err != nil {

@@ -176,16 +176,27 @@ func (e *env) uninstallCmd() *cobra.Command {
   weft uninstall | kubectl delete -f -
 
 It deletes the injector first, then the control plane, Weft's CRDs (and with
-them every Weft resource) and the namespace. The Gateway API and SMI CRDs
-stay (other software may use them); the weft-trust-anchors ConfigMaps the
-controller copied into injected namespaces go with:
+them every Weft resource) and the namespace. The weft-trust-anchors
+ConfigMaps the controller copied into every namespace are owned by the
+control plane's namespace: the garbage collector deletes them with it.
 
-  kubectl delete configmap -A -l app.kubernetes.io/part-of=weft
+When a cluster is at hand (--kubeconfig, --context, $KUBECONFIG or
+~/.kube/config), the Gateway API and SMI CRDs that weft install --crds
+created (labelled app.kubernetes.io/part-of=weft) are listed too; CRDs
+installed by other software, or with --skip-gateway-api / --skip-smi, stay.
+Without a cluster only Weft's own CRDs are listed.
 
 Injected pods keep their proxy until they are restarted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := install.Uninstall(namespace)
+			var installed []string
+			if e.kube.atHand() {
+				var err error
+				if installed, err = e.labelledCRDs(cmd.Context()); err != nil {
+					fmt.Fprintf(e.stderr, "weft uninstall: the cluster's CRDs were not read (%v): Gateway API and SMI CRDs are not listed\n", err)
+				}
+			}
+			objs, err := install.Uninstall(namespace, installed)
 			if err != nil {
 				return err
 			}

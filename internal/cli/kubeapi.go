@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -168,4 +169,27 @@ func (e *env) kubeClient() (*ctlapi.Client, error) {
 	}
 	e.cleanups = append(e.cleanups, kc.stop)
 	return kc.client, nil
+}
+
+// labelledCRDs lists the CRDs of the cluster that weft install --crds
+// created (install.PartOfLabel: weft).
+func (e *env) labelledCRDs(ctx context.Context) ([]string, error) {
+	cfg, err := e.kube.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 30 * time.Second
+	c, err := apiextclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	list, err := c.ApiextensionsV1().CustomResourceDefinitions().List(ctx, metav1.ListOptions{LabelSelector: install.PartOfLabel + "=weft"})
+	if err != nil {
+		return nil, fmt.Errorf("list CRDs: %w", err)
+	}
+	var out []string
+	for _, crd := range list.Items {
+		out = append(out, crd.Name)
+	}
+	return out, nil
 }

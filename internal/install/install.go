@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -100,6 +101,18 @@ func CRDs(o CRDOptions) ([]Object, error) {
 		if err := yaml.Unmarshal(f.YAML, &m); err != nil {
 			return nil, fmt.Errorf("embedded CRD %s: %w", f.Name, err)
 		}
+		// The label lets weft uninstall find the Gateway API and SMI CRDs
+		// this install created, beside Weft's own.
+		md, _ := m["metadata"].(map[string]any)
+		if md == nil {
+			return nil, fmt.Errorf("embedded CRD %s has no metadata", f.Name)
+		}
+		labels, _ := md["labels"].(map[string]any)
+		if labels == nil {
+			labels = map[string]any{}
+		}
+		labels[PartOfLabel] = "weft"
+		md["labels"] = labels
 		out = append(out, m)
 	}
 	return out, nil
@@ -142,12 +155,17 @@ func Write(w io.Writer, objs []Object, format, header string) error {
 	return fmt.Errorf("output format %q is not supported: use yaml or json", format)
 }
 
+// PartOfLabel, set to "weft", marks what weft install created, CRDs
+// included.
+const PartOfLabel = "app.kubernetes.io/part-of"
+
 // Uninstall returns references to everything install creates, in an order
 // that stops injection first: the webhook, then the control plane, the
-// cluster-wide RBAC, Weft's CRDs (and with them every Weft resource) and
-// the namespace. Gateway API and SMI CRDs are left alone: other software
-// may use them.
-func Uninstall(namespace string) ([]Object, error) {
+// cluster-wide RBAC, Weft's CRDs (and with them every Weft resource), the
+// CRDs named in installed (the Gateway API and SMI CRDs a cluster holds
+// with PartOfLabel: weft install --crds created them) and the namespace,
+// whose deletion also deletes the trust-anchor ConfigMaps it owns.
+func Uninstall(namespace string, installed []string) ([]Object, error) {
 	if namespace == "" {
 		namespace = DefaultNamespace
 	}
@@ -170,6 +188,11 @@ func Uninstall(namespace string) ([]Object, error) {
 	var names []string
 	for _, c := range crds {
 		names = append(names, c.Name())
+	}
+	for _, n := range installed {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {

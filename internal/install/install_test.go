@@ -170,7 +170,22 @@ func TestUninstallCoversInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	del, err := Uninstall("")
+	// The cluster says weft install --crds created the Gateway API and SMI
+	// CRDs too (they carry PartOfLabel).
+	crds, err := CRDs(CRDOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labelled []string
+	for _, c := range crds {
+		md := c["metadata"].(map[string]any)
+		if md["labels"].(map[string]any)[PartOfLabel] != "weft" {
+			t.Errorf("CRD %s lacks %s: weft", c.Name(), PartOfLabel)
+		}
+		labelled = append(labelled, c.Name())
+	}
+	objs = append(objs, crds...)
+	del, err := Uninstall("", labelled)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,19 @@ type Publisher struct {
 	pem    []byte
 	resync time.Duration
 	log    *slog.Logger
+	// ownerNS, if set, owns every ConfigMap (an owner reference to that
+	// Namespace), so deleting the control plane's namespace lets the
+	// garbage collector delete them all.
+	ownerNS string
+	owner   []metav1.OwnerReference
+}
+
+// OwnedBy makes the control plane's namespace ns the owner of every
+// ConfigMap the publisher writes: deleting that namespace (weft uninstall)
+// deletes them, even one written while the uninstall runs. It returns p.
+func (p *Publisher) OwnedBy(ns string) *Publisher {
+	p.ownerNS = ns
+	return p
 }
 
 // New returns a Publisher of pem (the trust anchors' PEM). resync is how
@@ -53,6 +66,11 @@ func New(client kubernetes.Interface, pem []byte, resync time.Duration, log *slo
 // ConfigMap wherever it is missing or differs, until ctx ends. Failed
 // writes are retried with backoff and logged; Run returns nil at the end.
 func (p *Publisher) Run(ctx context.Context) error {
+	if p.ownerNS != "" {
+		if err := p.lookUpOwner(ctx); err != nil {
+			return err
+		}
+	}
 	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	defer q.ShutDown()
 	nsFactory := informers.NewSharedInformerFactory(p.client, p.resync)
@@ -102,14 +120,46 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 }
 
+// lookUpOwner reads the owner namespace's UID, retrying until it answers.
+func (p *Publisher) lookUpOwner(ctx context.Context) error {
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		ns, err := p.client.CoreV1().Namespaces().Get(ctx, p.ownerNS, metav1.GetOptions{})
+		if err == nil {
+			p.owner = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID}}
+			return nil
+		}
+		p.log.Warn("owner namespace not read; retrying", "namespace", p.ownerNS, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// owned reports whether refs already name the owner.
+func (p *Publisher) owned(refs []metav1.OwnerReference) bool {
+	for _, o := range p.owner {
+		found := false
+		for _, r := range refs {
+			found = found || r.UID == o.UID
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 // ensure creates or corrects the ConfigMap in ns.
 func (p *Publisher) ensure(ctx context.Context, ns string) error {
 	cms := p.client.CoreV1().ConfigMaps(ns)
 	cm, err := cms.Get(ctx, inject.AnchorsConfigMap, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = cms.Create(ctx, &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: inject.AnchorsConfigMap, Namespace: ns, Labels: map[string]string{ManagedByLabel: "weft"}},
-			Data:       map[string]string{inject.AnchorsKey: string(p.pem)},
+			ObjectMeta: metav1.ObjectMeta{Name: inject.AnchorsConfigMap, Namespace: ns, Labels: map[string]string{ManagedByLabel: "weft"},
+				OwnerReferences: p.owner},
+			Data: map[string]string{inject.AnchorsKey: string(p.pem)},
 		}, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) || apierrors.IsForbidden(err) && terminating(err) {
 			return nil
@@ -119,10 +169,13 @@ func (p *Publisher) ensure(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	if cm.Data[inject.AnchorsKey] == string(p.pem) {
+	if cm.Data[inject.AnchorsKey] == string(p.pem) && p.owned(cm.OwnerReferences) {
 		return nil
 	}
 	cm = cm.DeepCopy()
+	if !p.owned(cm.OwnerReferences) {
+		cm.OwnerReferences = append(cm.OwnerReferences, p.owner...)
+	}
 	if cm.Data == nil {
 		cm.Data = map[string]string{}
 	}

@@ -36,9 +36,15 @@ func TestPublisherAgainstAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // hang guard
 	defer cancel()
 	client := kubernetes.NewForConfigOrDie(cluster.Config)
+	// The control plane's namespace owns every ConfigMap, so deleting it
+	// deletes them (the garbage collector's job, not running here).
+	owner, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "weft"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- anchors.New(client, []byte(pem), 0, nil).Run(runCtx) }()
+	go func() { done <- anchors.New(client, []byte(pem), 0, nil).OwnedBy("weft").Run(runCtx) }()
 	defer func() {
 		stop()
 		if err := <-done; err != nil {
@@ -52,7 +58,8 @@ func TestPublisherAgainstAPIServer(t *testing.T) {
 		t.Helper()
 		for {
 			cm, err := cms.Get(ctx, inject.AnchorsConfigMap, metav1.GetOptions{})
-			if err == nil && cm.Data[inject.AnchorsKey] == pem {
+			if err == nil && cm.Data[inject.AnchorsKey] == pem && len(cm.OwnerReferences) == 1 &&
+				cm.OwnerReferences[0].UID == owner.UID && cm.OwnerReferences[0].Kind == "Namespace" {
 				return
 			}
 			select {
@@ -76,6 +83,15 @@ func TestPublisherAgainstAPIServer(t *testing.T) {
 				return err
 			}
 			cm.Data[inject.AnchorsKey] = "tampered"
+			_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+			return err
+		}},
+		{"a ConfigMap without its owner gets it back", func(t *testing.T) error {
+			cm, err := cms.Get(ctx, inject.AnchorsConfigMap, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cm.OwnerReferences = nil
 			_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
 			return err
 		}},
