@@ -21,7 +21,7 @@ import (
 
 // runControlPlane runs one control-plane scenario per "SERVICESxPROXIES" item of spec and writes
 // the table to stdout and, with out set, <time>-controlplane.{json,md} into out.
-func runControlPlane(ctx context.Context, spec string, changes int, profiles, out string) error {
+func runControlPlane(ctx context.Context, spec string, changes int, memLimit, profiles, out string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -43,7 +43,7 @@ func runControlPlane(ctx context.Context, spec string, changes int, profiles, ou
 			}
 		}
 		fmt.Fprintf(os.Stderr, "control plane: %d services, %d simulated proxies, %d route changes\n", services, proxies, changes)
-		r, err := controlplane.Run(ctx, controlplane.Config{Self: self, EnvRole: role.EnvRole, Services: services, Proxies: proxies, Changes: changes, Profiles: dir})
+		r, err := controlplane.Run(ctx, controlplane.Config{Self: self, EnvRole: role.EnvRole, Services: services, Proxies: proxies, Changes: changes, MemoryLimit: memLimit, Profiles: dir})
 		if err != nil {
 			return fmt.Errorf("control plane %s: %w", item, err)
 		}

@@ -38,6 +38,9 @@ type Config struct {
 	EnvRole string
 	// Services in the controller's store, Proxies simulated, Changes route changes measured.
 	Services, Proxies, Changes int
+	// MemoryLimit, when set, is the controller process's GOMEMLIMIT (e.g. "150MiB"); the
+	// harness's own is left alone.
+	MemoryLimit string
 	// Profiles, when set, is a directory for the controller's heap and goroutine profiles,
 	// taken with every proxy watching after the changes.
 	Profiles string
@@ -115,6 +118,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer cancel()
 	cmd := exec.Command(cfg.Self)
 	cmd.Env = append(os.Environ(), cfg.EnvRole+"="+Role, fmt.Sprintf("%s=%d", EnvServices, cfg.Services), EnvDir+"="+dir, EnvProfiles+"="+cfg.Profiles)
+	if cfg.MemoryLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+cfg.MemoryLimit)
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
