@@ -135,7 +135,11 @@ type entry struct {
 // same reports whether e and o carry the same configuration.
 func (e *entry) same(o *entry) bool { return e == o || bytes.Equal(e.bare, o.bare) }
 
-// send sends e on stream, encoded once for all streams.
+// send sends e on stream, encoded once for all streams. The encoding is
+// made with the first stream's codec and compressor; the controller
+// registers no compressor, so it is the plain proto encoding every stream
+// accepts. (Were one registered, a compressed PreparedMsg would reach
+// streams that did not negotiate it.)
 func (e *entry) send(stream grpc.ServerStream) error {
 	e.prepOnce.Do(func() {
 		p := &grpc.PreparedMsg{}
