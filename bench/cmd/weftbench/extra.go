@@ -21,7 +21,7 @@ import (
 
 // runControlPlane runs one control-plane scenario per "SERVICESxPROXIES" item of spec and writes
 // the table to stdout and, with out set, <time>-controlplane.{json,md} into out.
-func runControlPlane(ctx context.Context, spec string, changes int, out string) error {
+func runControlPlane(ctx context.Context, spec string, changes int, memLimit, profiles, out string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -35,8 +35,15 @@ func runControlPlane(ctx context.Context, spec string, changes int, out string) 
 		if !ok || err1 != nil || err2 != nil || services < 2 || proxies < 1 {
 			return fmt.Errorf("-controlplane: %q is not SERVICESxPROXIES (e.g. 1000x2000, at least 2 services)", item)
 		}
+		var dir string
+		if profiles != "" {
+			dir = filepath.Join(profiles, fmt.Sprintf("%dx%d", services, proxies))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("-cp-profiles: %w", err)
+			}
+		}
 		fmt.Fprintf(os.Stderr, "control plane: %d services, %d simulated proxies, %d route changes\n", services, proxies, changes)
-		r, err := controlplane.Run(ctx, controlplane.Config{Self: self, EnvRole: role.EnvRole, Services: services, Proxies: proxies, Changes: changes})
+		r, err := controlplane.Run(ctx, controlplane.Config{Self: self, EnvRole: role.EnvRole, Services: services, Proxies: proxies, Changes: changes, MemoryLimit: memLimit, Profiles: dir})
 		if err != nil {
 			return fmt.Errorf("control plane %s: %w", item, err)
 		}

@@ -49,6 +49,8 @@ func run() error {
 		render   = flag.String("render", "", "print the markdown table of a stored results JSON file instead of running")
 		cp       = flag.String("controlplane", "", "instead of the proxy pairs, measure the controller: comma-separated SERVICESxPROXIES scenarios, e.g. 100x2000,1000x2000")
 		changes  = flag.Int("changes", 20, "route changes per -controlplane scenario")
+		cpLimit  = flag.String("cp-memlimit", "", "with -controlplane: GOMEMLIMIT of the controller process only (e.g. 150MiB)")
+		cpProf   = flag.String("cp-profiles", "", "with -controlplane: directory to write the controller's heap and goroutine profiles into, one SERVICESxPROXIES subdirectory per scenario")
 		protos   = flag.String("protocols", "", "instead of the HTTP/1.1 pairs, measure other protocols directly and through both Weft pairs: comma-separated http2, grpc-unary, grpc-stream, tcp-bulk, or all")
 		bulk     = flag.Int64("bulk-mib", 256, "MiB sent (and echoed) through one connection by -protocols tcp-bulk")
 		slow     = flag.Duration("balance", 0, "instead of the pairs, measure Weft's balancer against round robin over three endpoints, one this much slower (e.g. 20ms)")
@@ -83,7 +85,7 @@ func run() error {
 	if *cp != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return runControlPlane(ctx, *cp, *changes, *out)
+		return runControlPlane(ctx, *cp, *changes, *cpLimit, *cpProf, *out)
 	}
 	if *render != "" {
 		f, err := os.Open(*render)

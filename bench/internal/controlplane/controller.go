@@ -14,11 +14,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -37,7 +40,51 @@ const Role = "controller"
 const (
 	EnvServices = "WEFTBENCH_SERVICES" // number of services in the store
 	EnvDir      = "WEFTBENCH_CP_DIR"   // directory holding the issuer files written by Run
+	// EnvProfiles, when set, is a directory the role writes heap.pprof and goroutine.pprof
+	// into on every "stats" command (weftbench -cp-profiles).
+	EnvProfiles = "WEFTBENCH_CP_PROFILES"
 )
+
+// Stats is the controller process's Go runtime state, as the role reports it on "stats".
+type Stats struct {
+	// Goroutines is runtime.NumGoroutine.
+	Goroutines int `json:"goroutines"`
+	// HeapLive is HeapAlloc right after a forced collection: the live heap.
+	HeapLive uint64 `json:"heap_live"`
+	// StackInuse is the memory of goroutine stacks; Sys all memory the runtime obtained.
+	StackInuse uint64 `json:"stack_inuse"`
+	Sys        uint64 `json:"sys"`
+	// NextGC is the heap goal before the forced collection.
+	NextGC uint64 `json:"next_gc"`
+}
+
+// readStats reads the process's Stats and, with dir set, writes its heap and goroutine
+// profiles into dir.
+func readStats(dir string) (Stats, error) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st := Stats{Goroutines: runtime.NumGoroutine(), NextGC: ms.NextGC, StackInuse: ms.StackInuse, Sys: ms.Sys}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	st.HeapLive = ms.HeapAlloc
+	if dir == "" {
+		return st, nil
+	}
+	for _, name := range []string{"heap", "goroutine"} {
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			return st, err
+		}
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return st, fmt.Errorf("write %s profile: %w", name, err)
+		}
+	}
+	return st, nil
+}
 
 // Files in the role's directory.
 const (
@@ -57,7 +104,7 @@ func ServiceName(i int) string { return "svc-" + strconv.Itoa(i) }
 // a TrafficSplit), signing with the issuer in EnvDir. It prints "ready ADDR" with its gRPC
 // address on out once it serves, then reads one weight (0..100) per line from in, applies the
 // TrafficSplit with that weight for RootService's v1 backend, and prints "applied" (or
-// "error: ...") per line. It returns when ctx ends or in closes.
+// "error: ...") per line. The line "stats" is answered with "stats " and the JSON of Stats. It returns when ctx ends or in closes.
 func ServeController(ctx context.Context, in io.Reader, out io.Writer) error {
 	n, err := strconv.Atoi(os.Getenv(EnvServices))
 	if err != nil || n < 1 {
@@ -138,6 +185,16 @@ func ServeController(ctx context.Context, in io.Reader, out io.Writer) error {
 				cancel()
 				<-done
 				return nil
+			}
+			if strings.TrimSpace(line) == "stats" {
+				st, err := readStats(os.Getenv(EnvProfiles))
+				if err != nil {
+					fmt.Fprintf(out, "error: %v\n", err)
+					continue
+				}
+				b, _ := json.Marshal(st)
+				fmt.Fprintf(out, "stats %s\n", b)
+				continue
 			}
 			w, err := strconv.ParseUint(strings.TrimSpace(line), 10, 32)
 			if err == nil && w > 100 {

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,12 @@ type Config struct {
 	EnvRole string
 	// Services in the controller's store, Proxies simulated, Changes route changes measured.
 	Services, Proxies, Changes int
+	// MemoryLimit, when set, is the controller process's GOMEMLIMIT (e.g. "150MiB"); the
+	// harness's own is left alone.
+	MemoryLimit string
+	// Profiles, when set, is a directory for the controller's heap and goroutine profiles,
+	// taken with every proxy watching after the changes.
+	Profiles string
 }
 
 // Result is what one scenario measured. Times are in milliseconds, memory in bytes.
@@ -60,15 +67,18 @@ type Result struct {
 	ChangeCPU float64 `json:"change_cpu_seconds"`
 	// Changes measured; Everyone holds, per change, the time until the last proxy had it;
 	// Each the p50 and p99 over every (change, proxy) arrival.
-	Changes    int       `json:"changes"`
-	Everyone   []float64 `json:"everyone_ms"`
-	EachP50    float64   `json:"each_p50_ms"`
-	EachP99    float64   `json:"each_p99_ms"`
-	EveryP50   float64   `json:"everyone_p50_ms"`
-	EveryP99   float64   `json:"everyone_p99_ms"`
-	EveryMax   float64   `json:"everyone_max_ms"`
-	Errors     int64     `json:"errors"`
-	FirstError string    `json:"first_error,omitempty"`
+	Changes  int       `json:"changes"`
+	Everyone []float64 `json:"everyone_ms"`
+	EachP50  float64   `json:"each_p50_ms"`
+	EachP99  float64   `json:"each_p99_ms"`
+	EveryP50 float64   `json:"everyone_p50_ms"`
+	EveryP99 float64   `json:"everyone_p99_ms"`
+	EveryMax float64   `json:"everyone_max_ms"`
+	// Runtime is the controller's Go runtime state with every proxy watching, after the
+	// changes (read after RSS and HWM).
+	Runtime    Stats  `json:"runtime"`
+	Errors     int64  `json:"errors"`
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // watcher is one simulated proxy: its own connection, a watch on RootService, a watch on one
@@ -107,7 +117,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.Command(cfg.Self)
-	cmd.Env = append(os.Environ(), cfg.EnvRole+"="+Role, fmt.Sprintf("%s=%d", EnvServices, cfg.Services), EnvDir+"="+dir)
+	cmd.Env = append(os.Environ(), cfg.EnvRole+"="+Role, fmt.Sprintf("%s=%d", EnvServices, cfg.Services), EnvDir+"="+dir, EnvProfiles+"="+cfg.Profiles)
+	if cfg.MemoryLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+cfg.MemoryLimit)
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -338,6 +351,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.ChangeCPU = (final.CPU - quiet.CPU).Seconds() / float64(cfg.Changes)
 	}
 	res.RSS, res.HWM = final.RSS, final.HWM
+	if _, err := fmt.Fprintln(stdin, "stats"); err != nil {
+		return nil, fmt.Errorf("ask for runtime stats: %w", err)
+	}
+	if l, err := next(); err != nil {
+		return nil, err
+	} else if js, ok := strings.CutPrefix(l, "stats "); !ok {
+		return nil, fmt.Errorf("stats: controller said %q", l)
+	} else if err := json.Unmarshal([]byte(js), &res.Runtime); err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
 	res.Changes = len(res.Everyone)
 	res.EachP50, res.EachP99 = percentile(each, 0.5), percentile(each, 0.99)
 	res.EveryP50, res.EveryP99 = percentile(res.Everyone, 0.5), percentile(res.Everyone, 0.99)

@@ -2,7 +2,8 @@
 // Inbound.Watch) from a config.Source: every stream gets a complete
 // snapshot at once and a new one whenever the configuration it depends on
 // changes, debounced and compared by content so that proxies only hear
-// about real changes. It also records what each proxy was last sent, for
+// about real changes. Streams asking for the same thing share one
+// computed and encoded message per configuration version. It also records what each proxy was last sent, for
 // `weft check` and the status API.
 //
 // The controller imports push. A Server is safe for concurrent use; its
@@ -22,7 +23,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/config"
@@ -31,8 +31,9 @@ import (
 
 // Config tunes a Server.
 type Config struct {
-	// Debounce is how long a stream waits after a change before it reads
-	// the newest snapshot, so a burst of changes yields one message.
+	// Debounce is how long the server waits after a change before its
+	// streams read the newest snapshot, so a burst of changes yields one
+	// message. One timer serves all streams.
 	// Zero means 50ms.
 	Debounce time.Duration
 	// Logger; nil discards logs.
@@ -70,6 +71,9 @@ type Server struct {
 	// the snapshot of the given version with what it sent last.
 	evaluated func(version uint64)
 
+	feed  feed
+	cache cache
+
 	// mu guards proxies.
 	mu      sync.Mutex
 	proxies map[string]*proxyState
@@ -97,7 +101,7 @@ func New(src config.Source, cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		src:           src,
 		debounce:      cfg.Debounce,
 		defaultPolicy: cfg.DefaultInboundPolicy,
@@ -105,6 +109,8 @@ func New(src config.Source, cfg Config) *Server {
 		done:          make(chan struct{}),
 		proxies:       map[string]*proxyState{},
 	}
+	s.feed = feed{src: src, debounce: cfg.Debounce, done: s.done}
+	return s
 }
 
 // Register adds both services to g.
@@ -189,41 +195,41 @@ func (s *Server) track(id, svc string) (sent func(uint64), end func()) {
 	return sent, end
 }
 
-// watch calls build with the current snapshot, sends the result when its
-// content differs from the last message sent, and repeats after every
-// change (debounced) until ctx ends or the server shuts down.
-func watch[M proto.Message](ctx context.Context, s *Server, build func(*config.Snapshot) M, withoutVersion func(M) M, send func(M) error) error {
-	var last M
-	first := true
+// watch sends the entry get returns for the current snapshot, then the
+// one of every newer round of the feed whose content differs from the
+// last sent, until ctx ends or the server shuts down. Rounds are shared
+// by all streams (one debounce for all), and so are entries: streams that
+// ask for the same thing share its computation and its encoding.
+func watch(ctx context.Context, s *Server, get func(*generation) *entry, send func(*entry, uint64) error) error {
+	r := s.feed.join()
+	defer s.feed.leave()
+	// The first message reflects the source as it is now, even while the
+	// feed is debouncing a change; later rounds not newer are skipped.
+	snap := s.src.Snapshot()
+	var last *entry
 	for {
-		changed := s.src.Changed()
-		snap := s.src.Snapshot()
-		msg := build(snap)
-		if first || !proto.Equal(withoutVersion(msg), withoutVersion(last)) {
-			if err := send(msg); err != nil {
+		e := get(s.cache.gen(snap))
+		if last == nil || !e.same(last) {
+			if err := send(e, snap.Version); err != nil {
 				return err
 			}
-			last, first = msg, false
+			last = e
 		}
 		if s.evaluated != nil {
 			s.evaluated(snap.Version)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.done:
-			return nil
-		case <-changed:
-		}
-		t := time.NewTimer(s.debounce)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-s.done:
-			t.Stop()
-			return nil
-		case <-t.C:
+		for newer := false; !newer; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.done:
+				return nil
+			case <-r.next:
+			}
+			r = r.newer
+			if newer = r.snap.Version > snap.Version; newer {
+				snap = r.snap
+			}
 		}
 	}
 }
@@ -237,35 +243,28 @@ func (s *Server) Watch(req *meshv1.DestinationRequest, stream grpc.ServerStreami
 	if ns == "" {
 		ns = config.DefaultNamespace
 	}
-	build := func(snap *config.Snapshot) *meshv1.DestinationSnapshot {
-		return Destination(snap, config.ParseAuthority(req.GetAuthority(), ns), req.GetAuthority())
-	}
-	tracked := string(config.ParseAuthority(req.GetAuthority(), ns))
-	if addr, err := netip.ParseAddrPort(req.GetAuthority()); err == nil {
+	authority := req.GetAuthority()
+	key := config.ParseAuthority(authority, ns)
+	get := func(g *generation) *entry { return g.destination(key, authority) }
+	tracked := string(key)
+	if addr, err := netip.ParseAddrPort(authority); err == nil {
 		// A captured connection's original destination.
-		build = func(snap *config.Snapshot) *meshv1.DestinationSnapshot {
-			return DestinationByAddress(snap, addr, req.GetAuthority())
-		}
+		get = func(g *generation) *entry { return g.destinationByAddress(addr, authority) }
 		tracked = addr.String()
-	} else if config.ParseAuthority(req.GetAuthority(), ns).Name() == "" {
-		return status.Errorf(codes.InvalidArgument, "authority %q names no service", req.GetAuthority())
+	} else if key.Name() == "" {
+		return status.Errorf(codes.InvalidArgument, "authority %q names no service", authority)
 	}
 	sent, end := s.track(req.GetProxy().GetId(), tracked)
 	defer end()
 	log := s.log.With("proxy", req.GetProxy().GetId(), "service", tracked)
 	log.Debug("destination watch started")
-	err := watch(stream.Context(), s, build,
-		func(m *meshv1.DestinationSnapshot) *meshv1.DestinationSnapshot {
-			c := proto.CloneOf(m)
-			c.Version = 0
-			return c
-		},
-		func(m *meshv1.DestinationSnapshot) error {
+	err := watch(stream.Context(), s, get,
+		func(e *entry, version uint64) error {
 			// Recorded before Send so that a client that has received
 			// the message never sees an older version in Sent; a failed
 			// Send ends the stream and its record anyway.
-			sent(m.GetVersion())
-			return stream.Send(m)
+			sent(version)
+			return e.send(stream)
 		})
 	log.Debug("destination watch ended", "err", err)
 	return err
@@ -448,20 +447,13 @@ func (s inboundServer) Watch(req *meshv1.InboundRequest, stream grpc.ServerStrea
 	sent, end := s.track(info.GetId(), "")
 	defer end()
 	return watch(stream.Context(), s.Server,
-		func(snap *config.Snapshot) *meshv1.InboundSnapshot {
-			return InboundWithDefault(snap, info, s.defaultPolicy)
-		},
-		func(m *meshv1.InboundSnapshot) *meshv1.InboundSnapshot {
-			c := proto.CloneOf(m)
-			c.Version = 0
-			return c
-		},
-		func(m *meshv1.InboundSnapshot) error {
+		func(g *generation) *entry { return g.inbound(info, s.defaultPolicy) },
+		func(e *entry, version uint64) error {
 			// Recorded before Send so that a client that has received
 			// the message never sees an older version in Sent; a failed
 			// Send ends the stream and its record anyway.
-			sent(m.GetVersion())
-			return stream.Send(m)
+			sent(version)
+			return e.send(stream)
 		})
 }
 
@@ -476,7 +468,6 @@ func Inbound(snap *config.Snapshot, info *meshv1.ProxyInfo) *meshv1.InboundSnaps
 // InboundWithDefault is Inbound with the mesh's default inbound policy
 // meshDefault (see PortPolicy).
 func InboundWithDefault(snap *config.Snapshot, info *meshv1.ProxyInfo, meshDefault meshv1.InboundPolicy_Default) *meshv1.InboundSnapshot {
-	m := &meshv1.InboundSnapshot{Version: snap.Version}
 	p := snap.Proxies[info.GetId()]
 	if p == nil && info.GetWorkload() != "" {
 		ns := info.GetNamespace()
@@ -490,6 +481,13 @@ func InboundWithDefault(snap *config.Snapshot, info *meshv1.ProxyInfo, meshDefau
 			}
 		}
 	}
+	return inboundOf(snap, p, meshDefault)
+}
+
+// inboundOf computes the inbound snapshot of proxy p, nil for an unknown
+// proxy.
+func inboundOf(snap *config.Snapshot, p *config.Proxy, meshDefault meshv1.InboundPolicy_Default) *meshv1.InboundSnapshot {
+	m := &meshv1.InboundSnapshot{Version: snap.Version}
 	if p == nil {
 		return m
 	}

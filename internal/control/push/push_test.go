@@ -259,3 +259,37 @@ func TestShutdownEndsStreams(t *testing.T) {
 		t.Fatalf("after Shutdown: got %v, want io.EOF", err)
 	}
 }
+
+// TestStreamsShareSnapshots checks that streams asking for the same
+// destination get one shared message per snapshot version, and that each
+// still receives every change.
+func TestStreamsShareSnapshots(t *testing.T) {
+	f := start(t)
+	f.store.SetService(config.Service{Name: "api"})
+	a, b := f.watch(t, "api", "web-0"), f.watch(t, "api", "web-1")
+	other := f.watch(t, "api:8080", "web-2") // another authority: its own message
+	recv(t, a)
+	recv(t, b)
+	recv(t, other)
+	f.store.UpsertEndpoint(config.Key("api", "default"), ready("127.0.0.1:9001"))
+	want := f.store.Snapshot().Version
+	for _, st := range []grpc.ServerStreamingClient[meshv1.DestinationSnapshot]{a, b, other} {
+		var got *meshv1.DestinationSnapshot
+		for got == nil || got.GetVersion() < want {
+			got = recv(t, st)
+		}
+		if len(addresses(got.GetBackends()[0])) != 1 {
+			t.Fatalf("got %v, want the new endpoint", got)
+		}
+	}
+	g := f.srv.cache.gen(f.store.Snapshot())
+	g.mu.Lock()
+	n := len(g.entries)
+	g.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("cached messages for version %d: got %d, want 2 (one per authority, shared by the streams)", want, n)
+	}
+	if e := g.destination(config.Key("api", "default"), "api"); e.prepared == nil {
+		t.Fatal("the shared message was not encoded once for the streams (no PreparedMsg)")
+	}
+}

@@ -315,7 +315,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, t *Target, grpcReq bool) Result {
-	out := r.Clone(r.Context())
+	// A shallow copy: the request, its header map included, belongs to
+	// this handler, so the upstream request reuses them (r.Clone would
+	// copy the header and URL for every request only to drop the copy).
+	out := new(http.Request)
+	*out = *r
 	out.RequestURI = ""
 	out.URL = &url.URL{Scheme: "http", Host: t.Addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	out.Host = r.Host

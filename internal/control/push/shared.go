@@ -1,0 +1,256 @@
+package push
+
+import (
+	"bytes"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/config"
+)
+
+// This file holds what the watch streams share, so that thousands of
+// proxies watching the same destination cost one computation, one
+// serialisation and one debounce timer per change instead of one each:
+//
+//   - feed debounces the source's changes once for every stream and
+//     publishes rounds: each round carries the snapshot to evaluate and a
+//     channel closed when the next round is published. It runs one
+//     goroutine while at least one stream watches.
+//   - cache keeps, for the newest two snapshot versions, every message
+//     computed from them (per destination and authority, per resolved
+//     inbound proxy), with its encoding for comparison and, once a stream
+//     asked for it, a grpc.PreparedMsg every stream sends as is.
+
+// round is one published snapshot of the feed.
+type round struct {
+	snap *config.Snapshot
+	// next is closed when the next round is published; newer is set
+	// before.
+	next  chan struct{}
+	newer *round
+}
+
+// feed is the debounced view of a config.Source shared by all streams.
+type feed struct {
+	src      config.Source
+	debounce time.Duration
+	done     <-chan struct{} // the server's shutdown
+
+	mu       sync.Mutex
+	watchers int
+	cur      *round
+	stop     chan struct{} // closed to stop the running goroutine; nil when none runs
+}
+
+// join registers a watching stream and returns the current round; call
+// leave when the stream ends.
+func (f *feed) join() *round {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watchers++
+	if f.stop == nil {
+		f.stop = make(chan struct{})
+		f.publishLocked(f.src.Snapshot())
+		go f.run(f.stop)
+	}
+	return f.cur
+}
+
+// leave unregisters a stream; the last one stops the feed's goroutine.
+func (f *feed) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watchers--
+	if f.watchers == 0 && f.stop != nil {
+		close(f.stop)
+		f.stop = nil
+	}
+}
+
+// publishLocked makes snap the current round; f.mu is held.
+func (f *feed) publishLocked(snap *config.Snapshot) {
+	r := &round{snap: snap, next: make(chan struct{})}
+	if old := f.cur; old != nil {
+		old.newer = r
+		close(old.next)
+	}
+	f.cur = r
+}
+
+// run waits for changes of the source, debounces them and publishes a
+// round per burst, until stop or the server's shutdown.
+func (f *feed) run(stop <-chan struct{}) {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
+	for {
+		changed := f.src.Changed()
+		snap := f.src.Snapshot()
+		f.mu.Lock()
+		if f.stop != stop { // stopped and perhaps restarted meanwhile
+			f.mu.Unlock()
+			return
+		}
+		if f.cur.snap.Version != snap.Version {
+			f.publishLocked(snap)
+		}
+		f.mu.Unlock()
+		select {
+		case <-stop:
+			return
+		case <-f.done:
+			return
+		case <-changed:
+		}
+		t.Reset(f.debounce)
+		select {
+		case <-stop:
+			return
+		case <-f.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// entry is one message computed from one snapshot, shared by every
+// stream that asks for the same thing.
+type entry struct {
+	once sync.Once
+	msg  proto.Message
+	// bare is the deterministic encoding of msg without its version:
+	// two entries with equal bare carry the same configuration.
+	bare []byte
+
+	prepOnce sync.Once
+	prepared *grpc.PreparedMsg // nil when encoding for a stream failed
+}
+
+// same reports whether e and o carry the same configuration.
+func (e *entry) same(o *entry) bool { return e == o || bytes.Equal(e.bare, o.bare) }
+
+// send sends e on stream, encoded once for all streams. The encoding is
+// made with the first stream's codec and compressor; the controller
+// registers no compressor, so it is the plain proto encoding every stream
+// accepts. (Were one registered, a compressed PreparedMsg would reach
+// streams that did not negotiate it.)
+func (e *entry) send(stream grpc.ServerStream) error {
+	e.prepOnce.Do(func() {
+		p := &grpc.PreparedMsg{}
+		if err := p.Encode(stream, e.msg); err == nil {
+			e.prepared = p
+		}
+	})
+	if e.prepared != nil {
+		return stream.SendMsg(e.prepared)
+	}
+	return stream.SendMsg(e.msg)
+}
+
+// generation is the cache of one snapshot.
+type generation struct {
+	snap *config.Snapshot
+
+	mu      sync.Mutex
+	entries map[string]*entry
+
+	// byWorkload maps "namespace/workload" to the first proxy (by ID)
+	// of that workload, built on first use.
+	indexOnce  sync.Once
+	byWorkload map[string]*config.Proxy
+}
+
+// cache holds the generations of the newest two snapshot versions.
+type cache struct {
+	mu        sync.Mutex
+	cur, prev *generation
+}
+
+// gen returns the generation of snap; for a snapshot older than both
+// kept, a fresh one that is not kept.
+func (c *cache) gen(snap *config.Snapshot) *generation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.cur != nil && c.cur.snap.Version == snap.Version:
+		return c.cur
+	case c.prev != nil && c.prev.snap.Version == snap.Version:
+		return c.prev
+	case c.cur == nil || snap.Version > c.cur.snap.Version:
+		c.prev, c.cur = c.cur, &generation{snap: snap, entries: map[string]*entry{}}
+		return c.cur
+	}
+	return &generation{snap: snap, entries: map[string]*entry{}}
+}
+
+// get returns the entry named key, computing it with build on first use.
+func (g *generation) get(key string, build func() proto.Message, withoutVersion func(proto.Message)) *entry {
+	g.mu.Lock()
+	e := g.entries[key]
+	if e == nil {
+		e = &entry{}
+		g.entries[key] = e
+	}
+	g.mu.Unlock()
+	e.once.Do(func() {
+		e.msg = build()
+		c := proto.Clone(e.msg)
+		withoutVersion(c)
+		// Marshalling a message the package just built cannot fail; an
+		// empty encoding only makes the next comparison say "changed".
+		e.bare, _ = proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	})
+	return e
+}
+
+// destination returns the shared DestinationSnapshot of key, as asked
+// for with authority.
+func (g *generation) destination(key config.ServiceKey, authority string) *entry {
+	return g.get("d\x00"+string(key)+"\x00"+authority,
+		func() proto.Message { return Destination(g.snap, key, authority) },
+		func(m proto.Message) { m.(*meshv1.DestinationSnapshot).Version = 0 })
+}
+
+// destinationByAddress returns the shared DestinationSnapshot of a
+// captured connection's original destination addr.
+func (g *generation) destinationByAddress(addr netip.AddrPort, authority string) *entry {
+	return g.get("a\x00"+addr.String()+"\x00"+authority,
+		func() proto.Message { return DestinationByAddress(g.snap, addr, authority) },
+		func(m proto.Message) { m.(*meshv1.DestinationSnapshot).Version = 0 })
+}
+
+// inbound returns the shared InboundSnapshot of the proxy info describes
+// (see InboundWithDefault).
+func (g *generation) inbound(info *meshv1.ProxyInfo, meshDefault meshv1.InboundPolicy_Default) *entry {
+	p := g.snap.Proxies[info.GetId()]
+	if p == nil && info.GetWorkload() != "" {
+		g.indexOnce.Do(func() {
+			g.byWorkload = map[string]*config.Proxy{}
+			for _, id := range slices.Sorted(maps.Keys(g.snap.Proxies)) {
+				q := g.snap.Proxies[id]
+				if k := q.Namespace + "/" + q.Service; g.byWorkload[k] == nil {
+					g.byWorkload[k] = q
+				}
+			}
+		})
+		ns := info.GetNamespace()
+		if ns == "" {
+			ns = config.DefaultNamespace
+		}
+		p = g.byWorkload[ns+"/"+info.GetWorkload()]
+	}
+	key := "i\x00" // no proxy known: the same empty snapshot for all
+	if p != nil {
+		key += p.ID
+	}
+	return g.get(key,
+		func() proto.Message { return inboundOf(g.snap, p, meshDefault) },
+		func(m proto.Message) { m.(*meshv1.InboundSnapshot).Version = 0 })
+}
