@@ -56,6 +56,7 @@ func TestWalkthrough(t *testing.T) {
 			t.Errorf("pod %s: proxy identity %q ready %v, want %q ready", p.Metadata.Name, st.Identity, st.Ready, want)
 		}
 	}
+	w.weft(t, "check", "--proxy", "-n", "demo", "--wait", "1m")
 	// The load generator runs at 5 rps: web and api see meshed (tls="true")
 	// inbound requests, and the quotes service its gRPC calls.
 	for _, app := range []string{"web", "api", "quotes"} {
