@@ -68,8 +68,16 @@ func TestDestinationByAddress(t *testing.T) {
 	if d := describeDest(recv(t, st)); !strings.Contains(d, "198.18.0.12:8080") {
 		t.Errorf("after a new endpoint: %s", d)
 	}
-	// By name, every ready endpoint of every port, as before.
+	// By name without a port, every ready endpoint of every port.
 	if d := describeDest(recv(t, f.watch(t, "db", "web-2"))); strings.Count(d, "@db.default") != 5 {
 		t.Errorf("by name: %s", d)
+	}
+	// By name with a port the service declares: that port's endpoints;
+	// with another port, every endpoint again.
+	if d := describeDest(recv(t, f.watch(t, "db.default.svc.cluster.local:9000", "web-3"))); strings.Count(d, "@db.default") != 2 || strings.Contains(d, ":8080@") {
+		t.Errorf("by name and port 9000: %s", d)
+	}
+	if d := describeDest(recv(t, f.watch(t, "db:1234", "web-4"))); strings.Count(d, "@db.default") != 5 {
+		t.Errorf("by name and an undeclared port: %s", d)
 	}
 }

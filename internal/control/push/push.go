@@ -14,9 +14,11 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -273,8 +275,20 @@ func (s *Server) Watch(req *meshv1.DestinationRequest, stream grpc.ServerStreami
 // Destination computes the snapshot of service key in snap; authority is
 // echoed. Backends come from the TrafficSplit of the service, if any, else
 // the service itself is the only backend. Only ready endpoints are listed.
+// When authority names a port the service declares ("api:8080"), the
+// endpoints are those of that service port, as for a cluster IP.
 func Destination(snap *config.Snapshot, key config.ServiceKey, authority string) *meshv1.DestinationSnapshot {
-	return destination(snap, key, 0, authority)
+	var port uint32
+	if svc := snap.Services[key]; svc != nil {
+		if _, p, err := net.SplitHostPort(authority); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				if _, ok := svc.PortByNumber(uint32(n)); ok {
+					port = uint32(n)
+				}
+			}
+		}
+	}
+	return destination(snap, key, port, authority)
 }
 
 // destination is Destination; a port other than 0 is the service port
