@@ -73,6 +73,9 @@ func (c *Controller) serverOptions() []grpc.ServerOption {
 		grpc.ChainStreamInterceptor(c.authorizeStream),
 		grpc.ReadBufferSize(connReadBuffer),
 		grpc.WriteBufferSize(connWriteBuffer),
+		// Each connection returns its write buffer to a shared pool after
+		// every flush instead of keeping it between changes.
+		grpc.SharedWriteBuffer(true),
 	}
 }
 
@@ -89,7 +92,8 @@ func (c *Controller) registerIdentity(g *grpc.Server) {
 // misconfigured proxy must not learn another workload's policy.
 func (c *Controller) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	service, _, _ := strings.Cut(strings.TrimPrefix(info.FullMethod, "/"), "/")
-	if service != meshv1.Destinations_ServiceDesc.ServiceName && service != meshv1.Inbound_ServiceDesc.ServiceName {
+	if service != meshv1.Destinations_ServiceDesc.ServiceName && service != meshv1.Inbound_ServiceDesc.ServiceName &&
+		service != meshv1.Mesh_ServiceDesc.ServiceName {
 		return handler(srv, ss)
 	}
 	peer, err := identity.PeerID(ss.Context())
@@ -116,12 +120,29 @@ func (s *authorizedStream) RecvMsg(m any) error {
 	if !ok {
 		return nil
 	}
-	want := s.c.workloadID(req.GetProxy())
-	if want != s.peer {
-		s.c.log.Warn("inbound configuration refused: identity mismatch", "proxy", req.GetProxy().GetId(), "certificate", s.peer, "workload", want)
+	return s.c.checkInbound(s.peer, req.GetProxy())
+}
+
+// authorizeInbound is the check of checkInbound for an inbound
+// subscription on a Mesh stream, whose context carries the peer (the
+// stream passed authorizeStream, so it has one).
+func (c *Controller) authorizeInbound(ctx context.Context, info *meshv1.ProxyInfo) error {
+	peer, err := identity.PeerID(ctx)
+	if err != nil {
+		return status.Errorf(codes.Unauthenticated, "the inbound configuration needs the proxy's certificate: %v", err)
+	}
+	return c.checkInbound(peer, info)
+}
+
+// checkInbound lets the proxy with certificate identity peer read only
+// the inbound configuration of its own workload.
+func (c *Controller) checkInbound(peer string, info *meshv1.ProxyInfo) error {
+	want := c.workloadID(info)
+	if want != peer {
+		c.log.Warn("inbound configuration refused: identity mismatch", "proxy", info.GetId(), "certificate", peer, "workload", want)
 		return status.Errorf(codes.PermissionDenied,
 			"proxy %s presents identity %s but asks for the inbound configuration of %s; a proxy may only watch its own workload (check --service, --namespace and its join token)",
-			req.GetProxy().GetId(), s.peer, want)
+			info.GetId(), peer, want)
 	}
 	return nil
 }
