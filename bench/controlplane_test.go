@@ -35,8 +35,8 @@ func TestQuickControlPlane(t *testing.T) {
 	if got.Changes != cfg.Changes || len(got.Everyone) != cfg.Changes {
 		t.Errorf("got %d changes measured, want %d", got.Changes, cfg.Changes)
 	}
-	if got.Streams != 3*cfg.Proxies {
-		t.Errorf("got %d streams, want %d", got.Streams, 3*cfg.Proxies)
+	if got.Streams != cfg.Proxies {
+		t.Errorf("got %d streams, want %d", got.Streams, cfg.Proxies)
 	}
 	if got.IdleRSS == 0 || got.RSS == 0 || got.HWM < got.RSS || got.ConnectCPU <= 0 {
 		t.Errorf("got idle RSS %d, RSS %d, HWM %d, connect CPU %.3fs; want RSS read and CPU above zero",

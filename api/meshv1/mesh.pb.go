@@ -132,7 +132,7 @@ func (x PathMatch_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathMatch_Type.Descriptor instead.
 func (PathMatch_Type) EnumDescriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{5, 0}
+	return file_mesh_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type InboundPolicy_Default int32
@@ -187,7 +187,7 @@ func (x InboundPolicy_Default) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InboundPolicy_Default.Descriptor instead.
 func (InboundPolicy_Default) EnumDescriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{22, 0}
+	return file_mesh_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type InboundPolicy_TLSMode int32
@@ -236,7 +236,7 @@ func (x InboundPolicy_TLSMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InboundPolicy_TLSMode.Descriptor instead.
 func (InboundPolicy_TLSMode) EnumDescriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{22, 1}
+	return file_mesh_proto_rawDescGZIP(), []int{27, 1}
 }
 
 // ProxyInfo identifies the proxy that asks.
@@ -302,6 +302,389 @@ func (x *ProxyInfo) GetNamespace() string {
 	return ""
 }
 
+type ProxyMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ProxyMessage_Hello
+	//	*ProxyMessage_Subscribe
+	//	*ProxyMessage_Unsubscribe
+	Kind          isProxyMessage_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProxyMessage) Reset() {
+	*x = ProxyMessage{}
+	mi := &file_mesh_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProxyMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProxyMessage) ProtoMessage() {}
+
+func (x *ProxyMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProxyMessage.ProtoReflect.Descriptor instead.
+func (*ProxyMessage) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProxyMessage) GetKind() isProxyMessage_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ProxyMessage) GetHello() *ProxyInfo {
+	if x != nil {
+		if x, ok := x.Kind.(*ProxyMessage_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *ProxyMessage) GetSubscribe() *Subscription {
+	if x != nil {
+		if x, ok := x.Kind.(*ProxyMessage_Subscribe); ok {
+			return x.Subscribe
+		}
+	}
+	return nil
+}
+
+func (x *ProxyMessage) GetUnsubscribe() *Subscription {
+	if x != nil {
+		if x, ok := x.Kind.(*ProxyMessage_Unsubscribe); ok {
+			return x.Unsubscribe
+		}
+	}
+	return nil
+}
+
+type isProxyMessage_Kind interface {
+	isProxyMessage_Kind()
+}
+
+type ProxyMessage_Hello struct {
+	// hello identifies the proxy; it must be the first message, sent once.
+	Hello *ProxyInfo `protobuf:"bytes,1,opt,name=hello,proto3,oneof"`
+}
+
+type ProxyMessage_Subscribe struct {
+	// subscribe starts a watch; subscribing again to a watched target
+	// changes nothing.
+	Subscribe *Subscription `protobuf:"bytes,2,opt,name=subscribe,proto3,oneof"`
+}
+
+type ProxyMessage_Unsubscribe struct {
+	// unsubscribe stops a watch; the controller may still send messages
+	// for it that were on their way.
+	Unsubscribe *Subscription `protobuf:"bytes,3,opt,name=unsubscribe,proto3,oneof"`
+}
+
+func (*ProxyMessage_Hello) isProxyMessage_Kind() {}
+
+func (*ProxyMessage_Subscribe) isProxyMessage_Kind() {}
+
+func (*ProxyMessage_Unsubscribe) isProxyMessage_Kind() {}
+
+// Subscription names what a proxy watches: exactly one of authority (a
+// destination) and inbound (its own workload's configuration).
+type Subscription struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// authority is a destination, as DestinationRequest.authority: a
+	// service name or a captured connection's original "IP:port".
+	Authority string `protobuf:"bytes,1,opt,name=authority,proto3" json:"authority,omitempty"`
+	// inbound is the proxy's inbound configuration (InboundSnapshot). The
+	// controller sends it only when the proxy's certificate identity is its
+	// workload's; otherwise it answers with a SubscriptionError and keeps
+	// checking as the configuration changes.
+	Inbound       bool `protobuf:"varint,2,opt,name=inbound,proto3" json:"inbound,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscription) Reset() {
+	*x = Subscription{}
+	mi := &file_mesh_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscription) ProtoMessage() {}
+
+func (x *Subscription) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
+func (*Subscription) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Subscription) GetAuthority() string {
+	if x != nil {
+		return x.Authority
+	}
+	return ""
+}
+
+func (x *Subscription) GetInbound() bool {
+	if x != nil {
+		return x.Inbound
+	}
+	return false
+}
+
+type ControllerMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ControllerMessage_Destination
+	//	*ControllerMessage_Inbound
+	//	*ControllerMessage_Error
+	//	*ControllerMessage_Goodbye
+	Kind          isControllerMessage_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControllerMessage) Reset() {
+	*x = ControllerMessage{}
+	mi := &file_mesh_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControllerMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControllerMessage) ProtoMessage() {}
+
+func (x *ControllerMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControllerMessage.ProtoReflect.Descriptor instead.
+func (*ControllerMessage) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ControllerMessage) GetKind() isControllerMessage_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ControllerMessage) GetDestination() *DestinationSnapshot {
+	if x != nil {
+		if x, ok := x.Kind.(*ControllerMessage_Destination); ok {
+			return x.Destination
+		}
+	}
+	return nil
+}
+
+func (x *ControllerMessage) GetInbound() *InboundSnapshot {
+	if x != nil {
+		if x, ok := x.Kind.(*ControllerMessage_Inbound); ok {
+			return x.Inbound
+		}
+	}
+	return nil
+}
+
+func (x *ControllerMessage) GetError() *SubscriptionError {
+	if x != nil {
+		if x, ok := x.Kind.(*ControllerMessage_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+func (x *ControllerMessage) GetGoodbye() *Goodbye {
+	if x != nil {
+		if x, ok := x.Kind.(*ControllerMessage_Goodbye); ok {
+			return x.Goodbye
+		}
+	}
+	return nil
+}
+
+type isControllerMessage_Kind interface {
+	isControllerMessage_Kind()
+}
+
+type ControllerMessage_Destination struct {
+	// destination is a snapshot of the subscribed authority it echoes.
+	Destination *DestinationSnapshot `protobuf:"bytes,1,opt,name=destination,proto3,oneof"`
+}
+
+type ControllerMessage_Inbound struct {
+	Inbound *InboundSnapshot `protobuf:"bytes,2,opt,name=inbound,proto3,oneof"`
+}
+
+type ControllerMessage_Error struct {
+	// error refuses a subscription; the stream and the other
+	// subscriptions go on.
+	Error *SubscriptionError `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
+}
+
+type ControllerMessage_Goodbye struct {
+	// goodbye: the controller is stopping. The proxy ends the stream (a
+	// server cannot interrupt its own pending receive) and reconnects,
+	// keeping its snapshots meanwhile.
+	Goodbye *Goodbye `protobuf:"bytes,4,opt,name=goodbye,proto3,oneof"`
+}
+
+func (*ControllerMessage_Destination) isControllerMessage_Kind() {}
+
+func (*ControllerMessage_Inbound) isControllerMessage_Kind() {}
+
+func (*ControllerMessage_Error) isControllerMessage_Kind() {}
+
+func (*ControllerMessage_Goodbye) isControllerMessage_Kind() {}
+
+type Goodbye struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Goodbye) Reset() {
+	*x = Goodbye{}
+	mi := &file_mesh_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Goodbye) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Goodbye) ProtoMessage() {}
+
+func (x *Goodbye) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
+func (*Goodbye) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{4}
+}
+
+// SubscriptionError says why a subscription gets no snapshots.
+type SubscriptionError struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Subscription *Subscription          `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// code is the gRPC status code (google.golang.org/grpc/codes) the
+	// single-watch RPC would have ended with, e.g. 3 InvalidArgument,
+	// 7 PermissionDenied.
+	Code          uint32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscriptionError) Reset() {
+	*x = SubscriptionError{}
+	mi := &file_mesh_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscriptionError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscriptionError) ProtoMessage() {}
+
+func (x *SubscriptionError) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscriptionError.ProtoReflect.Descriptor instead.
+func (*SubscriptionError) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SubscriptionError) GetSubscription() *Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+func (x *SubscriptionError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *SubscriptionError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type DestinationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// authority names the destination service: "api", "api.demo" or
@@ -323,7 +706,7 @@ type DestinationRequest struct {
 
 func (x *DestinationRequest) Reset() {
 	*x = DestinationRequest{}
-	mi := &file_mesh_proto_msgTypes[1]
+	mi := &file_mesh_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +718,7 @@ func (x *DestinationRequest) String() string {
 func (*DestinationRequest) ProtoMessage() {}
 
 func (x *DestinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[1]
+	mi := &file_mesh_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +731,7 @@ func (x *DestinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestinationRequest.ProtoReflect.Descriptor instead.
 func (*DestinationRequest) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{1}
+	return file_mesh_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DestinationRequest) GetAuthority() string {
@@ -397,7 +780,7 @@ type DestinationSnapshot struct {
 
 func (x *DestinationSnapshot) Reset() {
 	*x = DestinationSnapshot{}
-	mi := &file_mesh_proto_msgTypes[2]
+	mi := &file_mesh_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +792,7 @@ func (x *DestinationSnapshot) String() string {
 func (*DestinationSnapshot) ProtoMessage() {}
 
 func (x *DestinationSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[2]
+	mi := &file_mesh_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +805,7 @@ func (x *DestinationSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestinationSnapshot.ProtoReflect.Descriptor instead.
 func (*DestinationSnapshot) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{2}
+	return file_mesh_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DestinationSnapshot) GetAuthority() string {
@@ -509,7 +892,7 @@ type RouteRule struct {
 
 func (x *RouteRule) Reset() {
 	*x = RouteRule{}
-	mi := &file_mesh_proto_msgTypes[3]
+	mi := &file_mesh_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +904,7 @@ func (x *RouteRule) String() string {
 func (*RouteRule) ProtoMessage() {}
 
 func (x *RouteRule) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[3]
+	mi := &file_mesh_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +917,7 @@ func (x *RouteRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteRule.ProtoReflect.Descriptor instead.
 func (*RouteRule) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{3}
+	return file_mesh_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RouteRule) GetRoute() string {
@@ -614,7 +997,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_mesh_proto_msgTypes[4]
+	mi := &file_mesh_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +1009,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[4]
+	mi := &file_mesh_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +1022,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{4}
+	return file_mesh_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RouteMatch) GetPath() *PathMatch {
@@ -680,7 +1063,7 @@ type PathMatch struct {
 
 func (x *PathMatch) Reset() {
 	*x = PathMatch{}
-	mi := &file_mesh_proto_msgTypes[5]
+	mi := &file_mesh_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +1075,7 @@ func (x *PathMatch) String() string {
 func (*PathMatch) ProtoMessage() {}
 
 func (x *PathMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[5]
+	mi := &file_mesh_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +1088,7 @@ func (x *PathMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathMatch.ProtoReflect.Descriptor instead.
 func (*PathMatch) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{5}
+	return file_mesh_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PathMatch) GetType() PathMatch_Type {
@@ -735,7 +1118,7 @@ type HeaderMatch struct {
 
 func (x *HeaderMatch) Reset() {
 	*x = HeaderMatch{}
-	mi := &file_mesh_proto_msgTypes[6]
+	mi := &file_mesh_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +1130,7 @@ func (x *HeaderMatch) String() string {
 func (*HeaderMatch) ProtoMessage() {}
 
 func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[6]
+	mi := &file_mesh_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +1143,7 @@ func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
 func (*HeaderMatch) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{6}
+	return file_mesh_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeaderMatch) GetName() string {
@@ -795,7 +1178,7 @@ type QueryMatch struct {
 
 func (x *QueryMatch) Reset() {
 	*x = QueryMatch{}
-	mi := &file_mesh_proto_msgTypes[7]
+	mi := &file_mesh_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +1190,7 @@ func (x *QueryMatch) String() string {
 func (*QueryMatch) ProtoMessage() {}
 
 func (x *QueryMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[7]
+	mi := &file_mesh_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +1203,7 @@ func (x *QueryMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryMatch.ProtoReflect.Descriptor instead.
 func (*QueryMatch) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{7}
+	return file_mesh_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *QueryMatch) GetName() string {
@@ -860,7 +1243,7 @@ type RouteFilter struct {
 
 func (x *RouteFilter) Reset() {
 	*x = RouteFilter{}
-	mi := &file_mesh_proto_msgTypes[8]
+	mi := &file_mesh_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1255,7 @@ func (x *RouteFilter) String() string {
 func (*RouteFilter) ProtoMessage() {}
 
 func (x *RouteFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[8]
+	mi := &file_mesh_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1268,7 @@ func (x *RouteFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteFilter.ProtoReflect.Descriptor instead.
 func (*RouteFilter) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{8}
+	return file_mesh_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RouteFilter) GetKind() isRouteFilter_Kind {
@@ -985,7 +1368,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_mesh_proto_msgTypes[9]
+	mi := &file_mesh_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1380,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[9]
+	mi := &file_mesh_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1393,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{9}
+	return file_mesh_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1044,7 +1427,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_mesh_proto_msgTypes[10]
+	mi := &file_mesh_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1439,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[10]
+	mi := &file_mesh_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1452,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{10}
+	return file_mesh_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Header) GetName() string {
@@ -1099,7 +1482,7 @@ type RequestMirror struct {
 
 func (x *RequestMirror) Reset() {
 	*x = RequestMirror{}
-	mi := &file_mesh_proto_msgTypes[11]
+	mi := &file_mesh_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1494,7 @@ func (x *RequestMirror) String() string {
 func (*RequestMirror) ProtoMessage() {}
 
 func (x *RequestMirror) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[11]
+	mi := &file_mesh_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1507,7 @@ func (x *RequestMirror) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestMirror.ProtoReflect.Descriptor instead.
 func (*RequestMirror) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{11}
+	return file_mesh_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequestMirror) GetBackend() *Backend {
@@ -1153,7 +1536,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_mesh_proto_msgTypes[12]
+	mi := &file_mesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1548,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[12]
+	mi := &file_mesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1561,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{12}
+	return file_mesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -1217,7 +1600,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_mesh_proto_msgTypes[13]
+	mi := &file_mesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1612,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[13]
+	mi := &file_mesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1625,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{13}
+	return file_mesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -1316,7 +1699,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_mesh_proto_msgTypes[14]
+	mi := &file_mesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1711,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[14]
+	mi := &file_mesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1724,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{14}
+	return file_mesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RetryPolicy) GetMaxAttempts() uint32 {
@@ -1428,7 +1811,7 @@ type FaultInjection struct {
 
 func (x *FaultInjection) Reset() {
 	*x = FaultInjection{}
-	mi := &file_mesh_proto_msgTypes[15]
+	mi := &file_mesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1823,7 @@ func (x *FaultInjection) String() string {
 func (*FaultInjection) ProtoMessage() {}
 
 func (x *FaultInjection) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[15]
+	mi := &file_mesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1836,7 @@ func (x *FaultInjection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection.ProtoReflect.Descriptor instead.
 func (*FaultInjection) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{15}
+	return file_mesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FaultInjection) GetDelayPercent() float64 {
@@ -1539,7 +1922,7 @@ type Resilience struct {
 
 func (x *Resilience) Reset() {
 	*x = Resilience{}
-	mi := &file_mesh_proto_msgTypes[16]
+	mi := &file_mesh_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1934,7 @@ func (x *Resilience) String() string {
 func (*Resilience) ProtoMessage() {}
 
 func (x *Resilience) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[16]
+	mi := &file_mesh_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1947,7 @@ func (x *Resilience) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resilience.ProtoReflect.Descriptor instead.
 func (*Resilience) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{16}
+	return file_mesh_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Resilience) GetBudgetRatio() float64 {
@@ -1657,7 +2040,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_mesh_proto_msgTypes[17]
+	mi := &file_mesh_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +2052,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[17]
+	mi := &file_mesh_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +2065,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{17}
+	return file_mesh_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Backend) GetService() string {
@@ -1726,7 +2109,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_mesh_proto_msgTypes[18]
+	mi := &file_mesh_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +2121,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[18]
+	mi := &file_mesh_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +2134,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{18}
+	return file_mesh_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -1798,7 +2181,7 @@ type InboundRequest struct {
 
 func (x *InboundRequest) Reset() {
 	*x = InboundRequest{}
-	mi := &file_mesh_proto_msgTypes[19]
+	mi := &file_mesh_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +2193,7 @@ func (x *InboundRequest) String() string {
 func (*InboundRequest) ProtoMessage() {}
 
 func (x *InboundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[19]
+	mi := &file_mesh_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2206,7 @@ func (x *InboundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundRequest.ProtoReflect.Descriptor instead.
 func (*InboundRequest) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{19}
+	return file_mesh_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InboundRequest) GetProxy() *ProxyInfo {
@@ -1848,7 +2231,7 @@ type InboundSnapshot struct {
 
 func (x *InboundSnapshot) Reset() {
 	*x = InboundSnapshot{}
-	mi := &file_mesh_proto_msgTypes[20]
+	mi := &file_mesh_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +2243,7 @@ func (x *InboundSnapshot) String() string {
 func (*InboundSnapshot) ProtoMessage() {}
 
 func (x *InboundSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[20]
+	mi := &file_mesh_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +2256,7 @@ func (x *InboundSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundSnapshot.ProtoReflect.Descriptor instead.
 func (*InboundSnapshot) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{20}
+	return file_mesh_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InboundSnapshot) GetVersion() uint64 {
@@ -1919,7 +2302,7 @@ type InboundPort struct {
 
 func (x *InboundPort) Reset() {
 	*x = InboundPort{}
-	mi := &file_mesh_proto_msgTypes[21]
+	mi := &file_mesh_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2314,7 @@ func (x *InboundPort) String() string {
 func (*InboundPort) ProtoMessage() {}
 
 func (x *InboundPort) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[21]
+	mi := &file_mesh_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2327,7 @@ func (x *InboundPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundPort.ProtoReflect.Descriptor instead.
 func (*InboundPort) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{21}
+	return file_mesh_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InboundPort) GetPort() uint32 {
@@ -1999,7 +2382,7 @@ type InboundPolicy struct {
 
 func (x *InboundPolicy) Reset() {
 	*x = InboundPolicy{}
-	mi := &file_mesh_proto_msgTypes[22]
+	mi := &file_mesh_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2394,7 @@ func (x *InboundPolicy) String() string {
 func (*InboundPolicy) ProtoMessage() {}
 
 func (x *InboundPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[22]
+	mi := &file_mesh_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2407,7 @@ func (x *InboundPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundPolicy.ProtoReflect.Descriptor instead.
 func (*InboundPolicy) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{22}
+	return file_mesh_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *InboundPolicy) GetServer() string {
@@ -2094,7 +2477,7 @@ type AuthzRule struct {
 
 func (x *AuthzRule) Reset() {
 	*x = AuthzRule{}
-	mi := &file_mesh_proto_msgTypes[23]
+	mi := &file_mesh_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2489,7 @@ func (x *AuthzRule) String() string {
 func (*AuthzRule) ProtoMessage() {}
 
 func (x *AuthzRule) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[23]
+	mi := &file_mesh_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2502,7 @@ func (x *AuthzRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthzRule.ProtoReflect.Descriptor instead.
 func (*AuthzRule) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{23}
+	return file_mesh_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AuthzRule) GetName() string {
@@ -2192,7 +2575,7 @@ type RateLimit struct {
 
 func (x *RateLimit) Reset() {
 	*x = RateLimit{}
-	mi := &file_mesh_proto_msgTypes[24]
+	mi := &file_mesh_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2587,7 @@ func (x *RateLimit) String() string {
 func (*RateLimit) ProtoMessage() {}
 
 func (x *RateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[24]
+	mi := &file_mesh_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2600,7 @@ func (x *RateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
 func (*RateLimit) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{24}
+	return file_mesh_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RateLimit) GetRequestsPerSecond() float64 {
@@ -2259,7 +2642,7 @@ type RateLimitOverride struct {
 
 func (x *RateLimitOverride) Reset() {
 	*x = RateLimitOverride{}
-	mi := &file_mesh_proto_msgTypes[25]
+	mi := &file_mesh_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2654,7 @@ func (x *RateLimitOverride) String() string {
 func (*RateLimitOverride) ProtoMessage() {}
 
 func (x *RateLimitOverride) ProtoReflect() protoreflect.Message {
-	mi := &file_mesh_proto_msgTypes[25]
+	mi := &file_mesh_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2667,7 @@ func (x *RateLimitOverride) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimitOverride.ProtoReflect.Descriptor instead.
 func (*RateLimitOverride) Descriptor() ([]byte, []int) {
-	return file_mesh_proto_rawDescGZIP(), []int{25}
+	return file_mesh_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RateLimitOverride) GetIdentities() []string {
@@ -2317,7 +2700,26 @@ const file_mesh_proto_rawDesc = "" +
 	"\tProxyInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12\x1c\n" +
-	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"a\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"\xc3\x01\n" +
+	"\fProxyMessage\x12/\n" +
+	"\x05hello\x18\x01 \x01(\v2\x17.weft.mesh.v1.ProxyInfoH\x00R\x05hello\x12:\n" +
+	"\tsubscribe\x18\x02 \x01(\v2\x1a.weft.mesh.v1.SubscriptionH\x00R\tsubscribe\x12>\n" +
+	"\vunsubscribe\x18\x03 \x01(\v2\x1a.weft.mesh.v1.SubscriptionH\x00R\vunsubscribeB\x06\n" +
+	"\x04kind\"F\n" +
+	"\fSubscription\x12\x1c\n" +
+	"\tauthority\x18\x01 \x01(\tR\tauthority\x12\x18\n" +
+	"\ainbound\x18\x02 \x01(\bR\ainbound\"\x89\x02\n" +
+	"\x11ControllerMessage\x12E\n" +
+	"\vdestination\x18\x01 \x01(\v2!.weft.mesh.v1.DestinationSnapshotH\x00R\vdestination\x129\n" +
+	"\ainbound\x18\x02 \x01(\v2\x1d.weft.mesh.v1.InboundSnapshotH\x00R\ainbound\x127\n" +
+	"\x05error\x18\x03 \x01(\v2\x1f.weft.mesh.v1.SubscriptionErrorH\x00R\x05error\x121\n" +
+	"\agoodbye\x18\x04 \x01(\v2\x15.weft.mesh.v1.GoodbyeH\x00R\agoodbyeB\x06\n" +
+	"\x04kind\"\t\n" +
+	"\aGoodbye\"\x81\x01\n" +
+	"\x11SubscriptionError\x12>\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1a.weft.mesh.v1.SubscriptionR\fsubscription\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"a\n" +
 	"\x12DestinationRequest\x12\x1c\n" +
 	"\tauthority\x18\x01 \x01(\tR\tauthority\x12-\n" +
 	"\x05proxy\x18\x02 \x01(\v2\x17.weft.mesh.v1.ProxyInfoR\x05proxy\"\xd1\x02\n" +
@@ -2501,7 +2903,9 @@ const file_mesh_proto_rawDesc = "" +
 	"\x05HTTP1\x10\x01\x12\t\n" +
 	"\x05HTTP2\x10\x02\x12\b\n" +
 	"\x04GRPC\x10\x03\x12\a\n" +
-	"\x03TCP\x10\x042^\n" +
+	"\x03TCP\x10\x042Q\n" +
+	"\x04Mesh\x12I\n" +
+	"\x06Stream\x12\x1a.weft.mesh.v1.ProxyMessage\x1a\x1f.weft.mesh.v1.ControllerMessage(\x010\x012^\n" +
 	"\fDestinations\x12N\n" +
 	"\x05Watch\x12 .weft.mesh.v1.DestinationRequest\x1a!.weft.mesh.v1.DestinationSnapshot0\x012Q\n" +
 	"\aInbound\x12F\n" +
@@ -2520,86 +2924,101 @@ func file_mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_mesh_proto_goTypes = []any{
 	(Protocol)(0),               // 0: weft.mesh.v1.Protocol
 	(PathMatch_Type)(0),         // 1: weft.mesh.v1.PathMatch.Type
 	(InboundPolicy_Default)(0),  // 2: weft.mesh.v1.InboundPolicy.Default
 	(InboundPolicy_TLSMode)(0),  // 3: weft.mesh.v1.InboundPolicy.TLSMode
 	(*ProxyInfo)(nil),           // 4: weft.mesh.v1.ProxyInfo
-	(*DestinationRequest)(nil),  // 5: weft.mesh.v1.DestinationRequest
-	(*DestinationSnapshot)(nil), // 6: weft.mesh.v1.DestinationSnapshot
-	(*RouteRule)(nil),           // 7: weft.mesh.v1.RouteRule
-	(*RouteMatch)(nil),          // 8: weft.mesh.v1.RouteMatch
-	(*PathMatch)(nil),           // 9: weft.mesh.v1.PathMatch
-	(*HeaderMatch)(nil),         // 10: weft.mesh.v1.HeaderMatch
-	(*QueryMatch)(nil),          // 11: weft.mesh.v1.QueryMatch
-	(*RouteFilter)(nil),         // 12: weft.mesh.v1.RouteFilter
-	(*HeaderModifier)(nil),      // 13: weft.mesh.v1.HeaderModifier
-	(*Header)(nil),              // 14: weft.mesh.v1.Header
-	(*RequestMirror)(nil),       // 15: weft.mesh.v1.RequestMirror
-	(*URLRewrite)(nil),          // 16: weft.mesh.v1.URLRewrite
-	(*RequestRedirect)(nil),     // 17: weft.mesh.v1.RequestRedirect
-	(*RetryPolicy)(nil),         // 18: weft.mesh.v1.RetryPolicy
-	(*FaultInjection)(nil),      // 19: weft.mesh.v1.FaultInjection
-	(*Resilience)(nil),          // 20: weft.mesh.v1.Resilience
-	(*Backend)(nil),             // 21: weft.mesh.v1.Backend
-	(*Endpoint)(nil),            // 22: weft.mesh.v1.Endpoint
-	(*InboundRequest)(nil),      // 23: weft.mesh.v1.InboundRequest
-	(*InboundSnapshot)(nil),     // 24: weft.mesh.v1.InboundSnapshot
-	(*InboundPort)(nil),         // 25: weft.mesh.v1.InboundPort
-	(*InboundPolicy)(nil),       // 26: weft.mesh.v1.InboundPolicy
-	(*AuthzRule)(nil),           // 27: weft.mesh.v1.AuthzRule
-	(*RateLimit)(nil),           // 28: weft.mesh.v1.RateLimit
-	(*RateLimitOverride)(nil),   // 29: weft.mesh.v1.RateLimitOverride
-	nil,                         // 30: weft.mesh.v1.Endpoint.LabelsEntry
+	(*ProxyMessage)(nil),        // 5: weft.mesh.v1.ProxyMessage
+	(*Subscription)(nil),        // 6: weft.mesh.v1.Subscription
+	(*ControllerMessage)(nil),   // 7: weft.mesh.v1.ControllerMessage
+	(*Goodbye)(nil),             // 8: weft.mesh.v1.Goodbye
+	(*SubscriptionError)(nil),   // 9: weft.mesh.v1.SubscriptionError
+	(*DestinationRequest)(nil),  // 10: weft.mesh.v1.DestinationRequest
+	(*DestinationSnapshot)(nil), // 11: weft.mesh.v1.DestinationSnapshot
+	(*RouteRule)(nil),           // 12: weft.mesh.v1.RouteRule
+	(*RouteMatch)(nil),          // 13: weft.mesh.v1.RouteMatch
+	(*PathMatch)(nil),           // 14: weft.mesh.v1.PathMatch
+	(*HeaderMatch)(nil),         // 15: weft.mesh.v1.HeaderMatch
+	(*QueryMatch)(nil),          // 16: weft.mesh.v1.QueryMatch
+	(*RouteFilter)(nil),         // 17: weft.mesh.v1.RouteFilter
+	(*HeaderModifier)(nil),      // 18: weft.mesh.v1.HeaderModifier
+	(*Header)(nil),              // 19: weft.mesh.v1.Header
+	(*RequestMirror)(nil),       // 20: weft.mesh.v1.RequestMirror
+	(*URLRewrite)(nil),          // 21: weft.mesh.v1.URLRewrite
+	(*RequestRedirect)(nil),     // 22: weft.mesh.v1.RequestRedirect
+	(*RetryPolicy)(nil),         // 23: weft.mesh.v1.RetryPolicy
+	(*FaultInjection)(nil),      // 24: weft.mesh.v1.FaultInjection
+	(*Resilience)(nil),          // 25: weft.mesh.v1.Resilience
+	(*Backend)(nil),             // 26: weft.mesh.v1.Backend
+	(*Endpoint)(nil),            // 27: weft.mesh.v1.Endpoint
+	(*InboundRequest)(nil),      // 28: weft.mesh.v1.InboundRequest
+	(*InboundSnapshot)(nil),     // 29: weft.mesh.v1.InboundSnapshot
+	(*InboundPort)(nil),         // 30: weft.mesh.v1.InboundPort
+	(*InboundPolicy)(nil),       // 31: weft.mesh.v1.InboundPolicy
+	(*AuthzRule)(nil),           // 32: weft.mesh.v1.AuthzRule
+	(*RateLimit)(nil),           // 33: weft.mesh.v1.RateLimit
+	(*RateLimitOverride)(nil),   // 34: weft.mesh.v1.RateLimitOverride
+	nil,                         // 35: weft.mesh.v1.Endpoint.LabelsEntry
 }
 var file_mesh_proto_depIdxs = []int32{
-	4,  // 0: weft.mesh.v1.DestinationRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
-	0,  // 1: weft.mesh.v1.DestinationSnapshot.protocol:type_name -> weft.mesh.v1.Protocol
-	21, // 2: weft.mesh.v1.DestinationSnapshot.backends:type_name -> weft.mesh.v1.Backend
-	7,  // 3: weft.mesh.v1.DestinationSnapshot.routes:type_name -> weft.mesh.v1.RouteRule
-	20, // 4: weft.mesh.v1.DestinationSnapshot.resilience:type_name -> weft.mesh.v1.Resilience
-	8,  // 5: weft.mesh.v1.RouteRule.matches:type_name -> weft.mesh.v1.RouteMatch
-	21, // 6: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.Backend
-	12, // 7: weft.mesh.v1.RouteRule.filters:type_name -> weft.mesh.v1.RouteFilter
-	18, // 8: weft.mesh.v1.RouteRule.retry:type_name -> weft.mesh.v1.RetryPolicy
-	19, // 9: weft.mesh.v1.RouteRule.fault:type_name -> weft.mesh.v1.FaultInjection
-	9,  // 10: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
-	10, // 11: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.HeaderMatch
-	11, // 12: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.QueryMatch
-	1,  // 13: weft.mesh.v1.PathMatch.type:type_name -> weft.mesh.v1.PathMatch.Type
-	13, // 14: weft.mesh.v1.RouteFilter.request_header_modifier:type_name -> weft.mesh.v1.HeaderModifier
-	13, // 15: weft.mesh.v1.RouteFilter.response_header_modifier:type_name -> weft.mesh.v1.HeaderModifier
-	15, // 16: weft.mesh.v1.RouteFilter.request_mirror:type_name -> weft.mesh.v1.RequestMirror
-	16, // 17: weft.mesh.v1.RouteFilter.url_rewrite:type_name -> weft.mesh.v1.URLRewrite
-	17, // 18: weft.mesh.v1.RouteFilter.request_redirect:type_name -> weft.mesh.v1.RequestRedirect
-	14, // 19: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.Header
-	14, // 20: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.Header
-	21, // 21: weft.mesh.v1.RequestMirror.backend:type_name -> weft.mesh.v1.Backend
-	18, // 22: weft.mesh.v1.Resilience.default_retry:type_name -> weft.mesh.v1.RetryPolicy
-	19, // 23: weft.mesh.v1.Resilience.default_fault:type_name -> weft.mesh.v1.FaultInjection
-	22, // 24: weft.mesh.v1.Backend.endpoints:type_name -> weft.mesh.v1.Endpoint
-	30, // 25: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	4,  // 26: weft.mesh.v1.InboundRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
-	25, // 27: weft.mesh.v1.InboundSnapshot.ports:type_name -> weft.mesh.v1.InboundPort
-	0,  // 28: weft.mesh.v1.InboundPort.protocol:type_name -> weft.mesh.v1.Protocol
-	26, // 29: weft.mesh.v1.InboundPort.policy:type_name -> weft.mesh.v1.InboundPolicy
-	28, // 30: weft.mesh.v1.InboundPort.rate_limit:type_name -> weft.mesh.v1.RateLimit
-	2,  // 31: weft.mesh.v1.InboundPolicy.default_policy:type_name -> weft.mesh.v1.InboundPolicy.Default
-	3,  // 32: weft.mesh.v1.InboundPolicy.tls_mode:type_name -> weft.mesh.v1.InboundPolicy.TLSMode
-	27, // 33: weft.mesh.v1.InboundPolicy.rules:type_name -> weft.mesh.v1.AuthzRule
-	10, // 34: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.HeaderMatch
-	29, // 35: weft.mesh.v1.RateLimit.overrides:type_name -> weft.mesh.v1.RateLimitOverride
-	5,  // 36: weft.mesh.v1.Destinations.Watch:input_type -> weft.mesh.v1.DestinationRequest
-	23, // 37: weft.mesh.v1.Inbound.Watch:input_type -> weft.mesh.v1.InboundRequest
-	6,  // 38: weft.mesh.v1.Destinations.Watch:output_type -> weft.mesh.v1.DestinationSnapshot
-	24, // 39: weft.mesh.v1.Inbound.Watch:output_type -> weft.mesh.v1.InboundSnapshot
-	38, // [38:40] is the sub-list for method output_type
-	36, // [36:38] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	4,  // 0: weft.mesh.v1.ProxyMessage.hello:type_name -> weft.mesh.v1.ProxyInfo
+	6,  // 1: weft.mesh.v1.ProxyMessage.subscribe:type_name -> weft.mesh.v1.Subscription
+	6,  // 2: weft.mesh.v1.ProxyMessage.unsubscribe:type_name -> weft.mesh.v1.Subscription
+	11, // 3: weft.mesh.v1.ControllerMessage.destination:type_name -> weft.mesh.v1.DestinationSnapshot
+	29, // 4: weft.mesh.v1.ControllerMessage.inbound:type_name -> weft.mesh.v1.InboundSnapshot
+	9,  // 5: weft.mesh.v1.ControllerMessage.error:type_name -> weft.mesh.v1.SubscriptionError
+	8,  // 6: weft.mesh.v1.ControllerMessage.goodbye:type_name -> weft.mesh.v1.Goodbye
+	6,  // 7: weft.mesh.v1.SubscriptionError.subscription:type_name -> weft.mesh.v1.Subscription
+	4,  // 8: weft.mesh.v1.DestinationRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
+	0,  // 9: weft.mesh.v1.DestinationSnapshot.protocol:type_name -> weft.mesh.v1.Protocol
+	26, // 10: weft.mesh.v1.DestinationSnapshot.backends:type_name -> weft.mesh.v1.Backend
+	12, // 11: weft.mesh.v1.DestinationSnapshot.routes:type_name -> weft.mesh.v1.RouteRule
+	25, // 12: weft.mesh.v1.DestinationSnapshot.resilience:type_name -> weft.mesh.v1.Resilience
+	13, // 13: weft.mesh.v1.RouteRule.matches:type_name -> weft.mesh.v1.RouteMatch
+	26, // 14: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.Backend
+	17, // 15: weft.mesh.v1.RouteRule.filters:type_name -> weft.mesh.v1.RouteFilter
+	23, // 16: weft.mesh.v1.RouteRule.retry:type_name -> weft.mesh.v1.RetryPolicy
+	24, // 17: weft.mesh.v1.RouteRule.fault:type_name -> weft.mesh.v1.FaultInjection
+	14, // 18: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
+	15, // 19: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.HeaderMatch
+	16, // 20: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.QueryMatch
+	1,  // 21: weft.mesh.v1.PathMatch.type:type_name -> weft.mesh.v1.PathMatch.Type
+	18, // 22: weft.mesh.v1.RouteFilter.request_header_modifier:type_name -> weft.mesh.v1.HeaderModifier
+	18, // 23: weft.mesh.v1.RouteFilter.response_header_modifier:type_name -> weft.mesh.v1.HeaderModifier
+	20, // 24: weft.mesh.v1.RouteFilter.request_mirror:type_name -> weft.mesh.v1.RequestMirror
+	21, // 25: weft.mesh.v1.RouteFilter.url_rewrite:type_name -> weft.mesh.v1.URLRewrite
+	22, // 26: weft.mesh.v1.RouteFilter.request_redirect:type_name -> weft.mesh.v1.RequestRedirect
+	19, // 27: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.Header
+	19, // 28: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.Header
+	26, // 29: weft.mesh.v1.RequestMirror.backend:type_name -> weft.mesh.v1.Backend
+	23, // 30: weft.mesh.v1.Resilience.default_retry:type_name -> weft.mesh.v1.RetryPolicy
+	24, // 31: weft.mesh.v1.Resilience.default_fault:type_name -> weft.mesh.v1.FaultInjection
+	27, // 32: weft.mesh.v1.Backend.endpoints:type_name -> weft.mesh.v1.Endpoint
+	35, // 33: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	4,  // 34: weft.mesh.v1.InboundRequest.proxy:type_name -> weft.mesh.v1.ProxyInfo
+	30, // 35: weft.mesh.v1.InboundSnapshot.ports:type_name -> weft.mesh.v1.InboundPort
+	0,  // 36: weft.mesh.v1.InboundPort.protocol:type_name -> weft.mesh.v1.Protocol
+	31, // 37: weft.mesh.v1.InboundPort.policy:type_name -> weft.mesh.v1.InboundPolicy
+	33, // 38: weft.mesh.v1.InboundPort.rate_limit:type_name -> weft.mesh.v1.RateLimit
+	2,  // 39: weft.mesh.v1.InboundPolicy.default_policy:type_name -> weft.mesh.v1.InboundPolicy.Default
+	3,  // 40: weft.mesh.v1.InboundPolicy.tls_mode:type_name -> weft.mesh.v1.InboundPolicy.TLSMode
+	32, // 41: weft.mesh.v1.InboundPolicy.rules:type_name -> weft.mesh.v1.AuthzRule
+	15, // 42: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.HeaderMatch
+	34, // 43: weft.mesh.v1.RateLimit.overrides:type_name -> weft.mesh.v1.RateLimitOverride
+	5,  // 44: weft.mesh.v1.Mesh.Stream:input_type -> weft.mesh.v1.ProxyMessage
+	10, // 45: weft.mesh.v1.Destinations.Watch:input_type -> weft.mesh.v1.DestinationRequest
+	28, // 46: weft.mesh.v1.Inbound.Watch:input_type -> weft.mesh.v1.InboundRequest
+	7,  // 47: weft.mesh.v1.Mesh.Stream:output_type -> weft.mesh.v1.ControllerMessage
+	11, // 48: weft.mesh.v1.Destinations.Watch:output_type -> weft.mesh.v1.DestinationSnapshot
+	29, // 49: weft.mesh.v1.Inbound.Watch:output_type -> weft.mesh.v1.InboundSnapshot
+	47, // [47:50] is the sub-list for method output_type
+	44, // [44:47] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_mesh_proto_init() }
@@ -2607,7 +3026,18 @@ func file_mesh_proto_init() {
 	if File_mesh_proto != nil {
 		return
 	}
-	file_mesh_proto_msgTypes[8].OneofWrappers = []any{
+	file_mesh_proto_msgTypes[1].OneofWrappers = []any{
+		(*ProxyMessage_Hello)(nil),
+		(*ProxyMessage_Subscribe)(nil),
+		(*ProxyMessage_Unsubscribe)(nil),
+	}
+	file_mesh_proto_msgTypes[3].OneofWrappers = []any{
+		(*ControllerMessage_Destination)(nil),
+		(*ControllerMessage_Inbound)(nil),
+		(*ControllerMessage_Error)(nil),
+		(*ControllerMessage_Goodbye)(nil),
+	}
+	file_mesh_proto_msgTypes[13].OneofWrappers = []any{
 		(*RouteFilter_RequestHeaderModifier)(nil),
 		(*RouteFilter_ResponseHeaderModifier)(nil),
 		(*RouteFilter_RequestMirror)(nil),
@@ -2620,9 +3050,9 @@ func file_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mesh_proto_rawDesc), len(file_mesh_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   27,
+			NumMessages:   32,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_mesh_proto_goTypes,
 		DependencyIndexes: file_mesh_proto_depIdxs,

@@ -25,6 +25,126 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	Mesh_Stream_FullMethodName = "/weft.mesh.v1.Mesh/Stream"
+)
+
+// MeshClient is the client API for Mesh service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Mesh carries every watch of one proxy on one stream: the proxy's
+// destinations and its inbound configuration. It replaces one
+// Destinations.Watch per destination plus one Inbound.Watch, which remain
+// served for proxies that use them.
+type MeshClient interface {
+	// Stream: the proxy sends its ProxyInfo (hello) once, first, then
+	// subscribes to and unsubscribes from destinations and its inbound
+	// configuration at any time. The controller answers every subscription
+	// at once with a complete snapshot, and sends another whenever the
+	// configuration it depends on changes. When the stream breaks, the
+	// proxy keeps its last snapshots, reconnects and subscribes again to
+	// everything it watches.
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProxyMessage, ControllerMessage], error)
+}
+
+type meshClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewMeshClient(cc grpc.ClientConnInterface) MeshClient {
+	return &meshClient{cc}
+}
+
+func (c *meshClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProxyMessage, ControllerMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Mesh_ServiceDesc.Streams[0], Mesh_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ProxyMessage, ControllerMessage]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Mesh_StreamClient = grpc.BidiStreamingClient[ProxyMessage, ControllerMessage]
+
+// MeshServer is the server API for Mesh service.
+// All implementations must embed UnimplementedMeshServer
+// for forward compatibility.
+//
+// Mesh carries every watch of one proxy on one stream: the proxy's
+// destinations and its inbound configuration. It replaces one
+// Destinations.Watch per destination plus one Inbound.Watch, which remain
+// served for proxies that use them.
+type MeshServer interface {
+	// Stream: the proxy sends its ProxyInfo (hello) once, first, then
+	// subscribes to and unsubscribes from destinations and its inbound
+	// configuration at any time. The controller answers every subscription
+	// at once with a complete snapshot, and sends another whenever the
+	// configuration it depends on changes. When the stream breaks, the
+	// proxy keeps its last snapshots, reconnects and subscribes again to
+	// everything it watches.
+	Stream(grpc.BidiStreamingServer[ProxyMessage, ControllerMessage]) error
+	mustEmbedUnimplementedMeshServer()
+}
+
+// UnimplementedMeshServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedMeshServer struct{}
+
+func (UnimplementedMeshServer) Stream(grpc.BidiStreamingServer[ProxyMessage, ControllerMessage]) error {
+	return status.Error(codes.Unimplemented, "method Stream not implemented")
+}
+func (UnimplementedMeshServer) mustEmbedUnimplementedMeshServer() {}
+func (UnimplementedMeshServer) testEmbeddedByValue()              {}
+
+// UnsafeMeshServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to MeshServer will
+// result in compilation errors.
+type UnsafeMeshServer interface {
+	mustEmbedUnimplementedMeshServer()
+}
+
+func RegisterMeshServer(s grpc.ServiceRegistrar, srv MeshServer) {
+	// If the following call panics, it indicates UnimplementedMeshServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Mesh_ServiceDesc, srv)
+}
+
+func _Mesh_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MeshServer).Stream(&grpc.GenericServerStream[ProxyMessage, ControllerMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Mesh_StreamServer = grpc.BidiStreamingServer[ProxyMessage, ControllerMessage]
+
+// Mesh_ServiceDesc is the grpc.ServiceDesc for Mesh service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Mesh_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "weft.mesh.v1.Mesh",
+	HandlerType: (*MeshServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Stream",
+			Handler:       _Mesh_Stream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "mesh.proto",
+}
+
+const (
 	Destinations_Watch_FullMethodName = "/weft.mesh.v1.Destinations/Watch"
 )
 

@@ -28,6 +28,7 @@ import (
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/control/identity"
 	"weft.dev/weft/internal/mtls"
+	"weft.dev/weft/internal/proxy/discovery"
 )
 
 // Config is one control-plane scenario.
@@ -81,15 +82,23 @@ type Result struct {
 	FirstError string `json:"first_error,omitempty"`
 }
 
-// watcher is one simulated proxy: its own connection, a watch on RootService, a watch on one
-// other service, and a watch on its inbound configuration.
+// watcher is one simulated proxy: its own connection and a discovery client (the proxy's
+// own, one Mesh stream) watching RootService, one other service and its inbound configuration.
 type watcher struct {
-	conn *grpc.ClientConn
-	// weight is RootService's v1 weight in the newest snapshot received; seen its arrival time.
-	mu     sync.Mutex // guards weight and seen
-	weight uint32
-	seen   time.Time
-	ready  chan struct{} // closed once the first snapshots of all three watches arrived
+	conn        *grpc.ClientConn
+	client      *discovery.Client
+	root, other *discovery.Watch[meshv1.DestinationSnapshot]
+}
+
+// weight returns RootService's v1 weight in the newest snapshot w received, and when it arrived.
+func (w *watcher) weight() (uint32, time.Time) {
+	snap, at := w.root.Received()
+	for _, b := range snap.GetBackends() {
+		if strings.HasPrefix(b.GetService(), RootService+"-v1") {
+			return b.GetWeight(), at
+		}
+	}
+	return 0, at
 }
 
 // Run starts the controller process, connects cfg.Proxies simulated proxies, measures, and
@@ -180,7 +189,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Services: cfg.Services, Proxies: cfg.Proxies, Streams: 3 * cfg.Proxies, IdleRSS: idle.RSS}
+	res := &Result{Services: cfg.Services, Proxies: cfg.Proxies, Streams: cfg.Proxies, IdleRSS: idle.RSS}
 
 	var errCount atomic.Int64
 	var firstErr atomic.Value
@@ -207,85 +216,29 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gRPC client: %w", err)
 		}
-		w := &watcher{conn: conn, ready: make(chan struct{})}
-		ws[i] = w
 		info := &meshv1.ProxyInfo{Id: fmt.Sprintf("client-%d", i), Workload: "client", Namespace: config.DefaultNamespace}
-		var pending sync.WaitGroup
-		pending.Add(3)
-		go func() { pending.Wait(); close(w.ready) }()
-		dests := meshv1.NewDestinationsClient(conn)
-		for k, svc := range []string{RootService, ServiceName(1 + i%max(cfg.Services-1, 1))} {
-			wg.Go(func() {
-				stream, err := dests.Watch(ctx, &meshv1.DestinationRequest{Authority: svc + "." + config.DefaultNamespace, Proxy: info})
-				if err != nil {
-					fail(err)
-					pending.Done()
-					return
-				}
-				first := true
-				for {
-					snap, err := stream.Recv()
-					if err != nil {
-						if ctx.Err() == nil {
-							fail(fmt.Errorf("watch %s: %w", svc, err))
-						}
-						if first {
-							pending.Done()
-						}
-						return
-					}
-					if !snap.GetExists() {
-						fail(fmt.Errorf("watch %s: the controller says it does not exist", svc))
-					}
-					if k == 0 {
-						now := time.Now()
-						for _, b := range snap.GetBackends() {
-							if strings.HasPrefix(b.GetService(), RootService+"-v1") {
-								w.mu.Lock()
-								w.weight, w.seen = b.GetWeight(), now
-								w.mu.Unlock()
-							}
-						}
-					}
-					if first {
-						first = false
-						pending.Done()
-					}
-				}
-			})
+		client := discovery.New(discovery.Config{Conn: conn, Proxy: info})
+		w := &watcher{
+			conn:   conn,
+			client: client,
+			root:   client.Destination(RootService + "." + config.DefaultNamespace),
+			other:  client.Destination(ServiceName(1+i%max(cfg.Services-1, 1)) + "." + config.DefaultNamespace),
 		}
-		wg.Go(func() {
-			stream, err := meshv1.NewInboundClient(conn).Watch(ctx, &meshv1.InboundRequest{Proxy: info})
-			if err != nil {
-				fail(err)
-				pending.Done()
-				return
-			}
-			first := true
-			for {
-				if _, err := stream.Recv(); err != nil {
-					if ctx.Err() == nil {
-						fail(fmt.Errorf("watch inbound: %w", err))
-					}
-					if first {
-						pending.Done()
-					}
-					return
-				}
-				if first {
-					first = false
-					pending.Done()
-				}
-			}
-		})
+		ws[i] = w
+		wg.Go(func() { _ = client.Run(ctx) })
 	}
+	waitCtx, waitCancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer waitCancel()
 	for _, w := range ws {
-		select {
-		case <-w.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(5 * time.Minute):
-			return nil, errors.New("the simulated proxies did not all receive their first snapshots within 5m")
+		for _, d := range []*discovery.Watch[meshv1.DestinationSnapshot]{w.root, w.other} {
+			if snap := d.Wait(waitCtx); snap == nil {
+				return nil, fmt.Errorf("the simulated proxies did not all receive their first snapshots within 5m: %s: %v", d.Name(), d.Err())
+			} else if !snap.GetExists() {
+				fail(fmt.Errorf("watch %s: the controller says it does not exist", d.Name()))
+			}
+		}
+		if w.client.Inbound().Wait(waitCtx) == nil {
+			return nil, fmt.Errorf("the simulated proxies did not all receive their inbound snapshots within 5m: %v", w.client.Inbound().Err())
 		}
 	}
 	res.ConnectSeconds = time.Since(start).Seconds()
@@ -295,11 +248,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.ConnectCPU = (connected.CPU - idle.CPU).Seconds()
 	for _, w := range ws {
-		w.mu.Lock()
-		if w.weight != 50 {
-			fail(fmt.Errorf("a proxy started with weight %d for %s-v1, want 50", w.weight, RootService))
+		if got, _ := w.weight(); got != 50 {
+			fail(fmt.Errorf("a proxy started with weight %d for %s-v1, want 50", got, RootService))
 		}
-		w.mu.Unlock()
 	}
 	quietFrom, quietStart := connected, time.Now()
 	time.Sleep(2 * time.Second)
@@ -325,9 +276,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		var last time.Duration
 		for _, w := range ws {
 			for {
-				w.mu.Lock()
-				got, seen := w.weight, w.seen
-				w.mu.Unlock()
+				got, seen := w.weight()
 				if got == weight {
 					d := seen.Sub(sent)
 					each = append(each, ms(d))
@@ -365,6 +314,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.EachP50, res.EachP99 = percentile(each, 0.5), percentile(each, 0.99)
 	res.EveryP50, res.EveryP99 = percentile(res.Everyone, 0.5), percentile(res.Everyone, 0.99)
 	res.EveryMax = percentile(res.Everyone, 1)
+	for _, w := range ws {
+		// A watch that broke or was refused while measuring.
+		for _, err := range []error{w.root.Err(), w.other.Err(), w.client.Inbound().Err()} {
+			if err != nil {
+				fail(err)
+			}
+		}
+	}
 	cancel()
 	wg.Wait()
 	res.Errors = errCount.Load()

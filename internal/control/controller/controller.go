@@ -153,12 +153,12 @@ func New(cfg Config) (*Controller, error) {
 	c := &Controller{
 		cfg:    cfg,
 		log:    log.With("component", "controller"),
-		push:   push.New(cfg.Source, push.Config{Logger: log, DefaultInboundPolicy: defaultPolicy}),
 		ready:  make(chan struct{}),
 		ca:     ca,
 		tokens: cfg.Tokens,
 		leaves: &leafLog{},
 	}
+	c.push = push.New(cfg.Source, push.Config{Logger: log, DefaultInboundPolicy: defaultPolicy, AuthorizeInbound: c.authorizeInbound})
 	c.scraper = viz.New(cfg.Source, viz.Config{Interval: cfg.ScrapeInterval, Logger: log})
 	api, err := httpapi.New(httpapi.Config{Token: cfg.Token, Store: cfg.Store, Source: cfg.Source, Sent: c.push, Stats: c.scraper,
 		Identity: identityStatus{c}, Logger: log})

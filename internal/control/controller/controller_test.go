@@ -226,9 +226,32 @@ func TestStopEndsWatches(t *testing.T) {
 	if _, err := st.Recv(); err != nil {
 		t.Fatal(err)
 	}
+	ms, err := meshv1.NewMeshClient(conn).Stream(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Send(&meshv1.ProxyMessage{Kind: &meshv1.ProxyMessage_Hello{Hello: &meshv1.ProxyInfo{Id: "x", Workload: "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Send(&meshv1.ProxyMessage{Kind: &meshv1.ProxyMessage_Subscribe{Subscribe: &meshv1.Subscription{Inbound: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.Recv(); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	if _, err := st.Recv(); !errors.Is(err, io.EOF) {
 		t.Fatalf("watch after stop: got %v, want io.EOF", err)
+	}
+	// A Mesh stream is told goodbye; the proxy ends it (here: CloseSend).
+	if m, err := ms.Recv(); err != nil || m.GetGoodbye() == nil {
+		t.Fatalf("mesh stream after stop: got %v, %v, want goodbye", m, err)
+	}
+	if err := ms.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("mesh stream after goodbye: got %v, want io.EOF", err)
 	}
 	select {
 	case err := <-done:

@@ -119,6 +119,94 @@ func TestMeshAPIAuthorization(t *testing.T) {
 	})
 }
 
+// meshFirst opens a Mesh stream on conn with hello info, subscribes to
+// the inbound configuration and to destination "api", and returns the
+// first message about each, by "inbound" and "api", or the stream's error.
+func meshFirst(conn *grpc.ClientConn, info *meshv1.ProxyInfo) (map[string]*meshv1.ControllerMessage, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	st, err := meshv1.NewMeshClient(conn).Stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range []*meshv1.ProxyMessage{
+		{Kind: &meshv1.ProxyMessage_Hello{Hello: info}},
+		{Kind: &meshv1.ProxyMessage_Subscribe{Subscribe: &meshv1.Subscription{Inbound: true}}},
+		{Kind: &meshv1.ProxyMessage_Subscribe{Subscribe: &meshv1.Subscription{Authority: "api"}}},
+	} {
+		if err := st.Send(m); err != nil {
+			return nil, err
+		}
+	}
+	got := map[string]*meshv1.ControllerMessage{}
+	for len(got) < 2 {
+		m, err := st.Recv()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case m.GetInbound() != nil || m.GetError().GetSubscription().GetInbound():
+			got["inbound"] = m
+		case m.GetDestination() != nil:
+			got["api"] = m
+		}
+	}
+	return got, nil
+}
+
+func TestMeshStreamAuthorization(t *testing.T) {
+	store := memory.New("")
+	store.SetProxy(config.Proxy{ID: "web-0", Service: "web", Namespace: "default"})
+	store.SetProxy(config.Proxy{ID: "api-0", Service: "api", Namespace: "default"})
+	c := run(t, store)
+	web := proxyConn(t, c, "web")
+	tests := []struct {
+		name string
+		info *meshv1.ProxyInfo
+		want codes.Code // of the inbound subscription
+	}{
+		{"own workload", &meshv1.ProxyInfo{Id: "web-0", Workload: "web"}, codes.OK},
+		{"another proxy's id", &meshv1.ProxyInfo{Id: "api-0", Workload: "web"}, codes.PermissionDenied},
+		{"another workload", &meshv1.ProxyInfo{Workload: "api"}, codes.PermissionDenied},
+		{"lookalike workload", &meshv1.ProxyInfo{Workload: "web-admin"}, codes.PermissionDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := meshFirst(web, tt.info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := got["inbound"]
+			if tt.want == codes.OK {
+				if !in.GetInbound().GetKnown() {
+					t.Fatalf("got %v, want the inbound snapshot", in)
+				}
+			} else if code := codes.Code(in.GetError().GetCode()); code != tt.want || !strings.Contains(in.GetError().GetMessage(), "may only watch its own workload") {
+				t.Fatalf("got %v, want %v", in, tt.want)
+			}
+			// Destinations are not the inbound check's business.
+			if got["api"].GetDestination().GetAuthority() != "api" {
+				t.Fatalf("api: got %v", got["api"])
+			}
+		})
+	}
+	t.Run("no certificate", func(t *testing.T) {
+		anchors, err := mtls.ParseBundlePEM(c.TrustAnchorsPEM())
+		if err != nil {
+			t.Fatal(err)
+		}
+		anon, err := grpc.NewClient(c.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(
+			mtls.ControlClientConfig(nil, anchors, "spiffe://cluster.local/ns/weft/sa/weft-controller"))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer anon.Close()
+		if _, err := meshFirst(anon, &meshv1.ProxyInfo{Id: "web-0", Workload: "web"}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("got %v, want Unauthenticated", err)
+		}
+	})
+}
+
 func TestIdentityAPI(t *testing.T) {
 	store := memory.New("")
 	store.SetProxy(config.Proxy{ID: "web-0", Service: "web", Namespace: "default"})

@@ -1,5 +1,5 @@
-// Package push serves the proxy API of api/meshv1 (Destinations.Watch and
-// Inbound.Watch) from a config.Source: every stream gets a complete
+// Package push serves the proxy API of api/meshv1 (Mesh.Stream, and the
+// single watches Destinations.Watch and Inbound.Watch) from a config.Source: every stream gets a complete
 // snapshot at once and a new one whenever the configuration it depends on
 // changes, debounced and compared by content so that proxies only hear
 // about real changes. Streams asking for the same thing share one
@@ -43,11 +43,19 @@ type Config struct {
 	// DefaultInboundPolicy is the mesh's default inbound policy where no
 	// InboundPolicyDefault or Server decides; zero is all-unauthenticated.
 	DefaultInboundPolicy meshv1.InboundPolicy_Default
+	// AuthorizeInbound, when set, decides whether the caller of a Mesh
+	// stream (its context carries the peer) may receive the inbound
+	// configuration of the proxy its hello describes; a refused
+	// subscription gets the error (a gRPC status) and is checked again on
+	// every configuration change. Inbound.Watch is authorized by the
+	// caller's interceptor instead.
+	AuthorizeInbound func(ctx context.Context, proxy *meshv1.ProxyInfo) error
 }
 
 // ProxySent is what one connected proxy was last sent.
 type ProxySent struct {
-	// Streams is the number of open watch streams of the proxy.
+	// Streams is the number of open streams of the proxy: watch streams
+	// and Mesh streams (whose subscriptions are not counted).
 	Streams int
 	// Inbound is the version of the last inbound snapshot sent; 0 if none.
 	Inbound uint64
@@ -65,9 +73,11 @@ type Server struct {
 	// defaultPolicy is Config.DefaultInboundPolicy.
 	defaultPolicy meshv1.InboundPolicy_Default
 	debounce      time.Duration
-	log           *slog.Logger
-	done          chan struct{}
-	stopOnce      sync.Once
+	// authorizeInbound is Config.AuthorizeInbound.
+	authorizeInbound func(context.Context, *meshv1.ProxyInfo) error
+	log              *slog.Logger
+	done             chan struct{}
+	stopOnce         sync.Once
 
 	// evaluated, when set (by tests), is called after a stream compared
 	// the snapshot of the given version with what it sent last.
@@ -104,27 +114,36 @@ func New(src config.Source, cfg Config) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		src:           src,
-		debounce:      cfg.Debounce,
-		defaultPolicy: cfg.DefaultInboundPolicy,
-		log:           log.With("component", "push"),
-		done:          make(chan struct{}),
-		proxies:       map[string]*proxyState{},
+		src:              src,
+		debounce:         cfg.Debounce,
+		defaultPolicy:    cfg.DefaultInboundPolicy,
+		authorizeInbound: cfg.AuthorizeInbound,
+		log:              log.With("component", "push"),
+		done:             make(chan struct{}),
+		proxies:          map[string]*proxyState{},
 	}
 	s.feed = feed{src: src, debounce: cfg.Debounce, done: s.done}
 	return s
 }
 
-// Register adds both services to g.
+// Register adds the three services to g.
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	meshv1.RegisterDestinationsServer(g, s)
 	meshv1.RegisterInboundServer(g, s.Inbound())
+	meshv1.RegisterMeshServer(g, s.Mesh())
 }
 
-// Shutdown ends all open streams (clients see a clean end of stream and
-// reconnect) and refuses new ones; call it before grpc.Server.GracefulStop,
-// which would otherwise wait for watches that never end by themselves.
-func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.done) }) }
+// Shutdown ends all open watch streams (clients see a clean end of stream
+// and reconnect), sends every Mesh stream a goodbye (its proxy ends the
+// stream and reconnects) and refuses new streams; call it before
+// grpc.Server.GracefulStop, which would otherwise wait for streams that
+// never end by themselves.
+func (s *Server) Shutdown() {
+	s.stopOnce.Do(func() {
+		close(s.done)
+		s.feed.shutdown()
+	})
+}
 
 // Sent returns, per connected proxy ID, what the proxy was last sent over
 // its open streams. A proxy without open streams is absent. The result is
@@ -145,12 +164,21 @@ func (s *Server) Sent() map[string]ProxySent {
 	return out
 }
 
-// track registers an open stream of proxy id (watching service svc, or
-// the inbound configuration when svc is "") and returns a function to
-// record a sent version and a function to call when the stream ends.
+// track registers an open watch stream of proxy id (watching service
+// svc, or the inbound configuration when svc is "") and returns a
+// function to record a sent version and a function to call when the
+// stream ends.
 func (s *Server) track(id, svc string) (sent func(uint64), end func()) {
+	detach := s.attach(id)
+	sent, unwatch := s.watching(id, svc)
+	return sent, func() { unwatch(); detach() }
+}
+
+// attach registers an open stream of proxy id and returns the function
+// to call when it ends.
+func (s *Server) attach(id string) (detach func()) {
 	if id == "" {
-		return func(uint64) {}, func() {}
+		return func() {}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -160,6 +188,31 @@ func (s *Server) track(id, svc string) (sent func(uint64), end func()) {
 		s.proxies[id] = p
 	}
 	p.streams++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		p.streams--
+		// Forget disconnected proxies, so that churning proxy IDs (pod
+		// names) do not accumulate.
+		if p.streams == 0 && s.proxies[id] == p {
+			delete(s.proxies, id)
+		}
+	}
+}
+
+// watching registers a watch of service svc (the inbound configuration
+// when "") by proxy id, which has a stream attached, and returns a
+// function to record a sent version and one to call when the watch ends.
+func (s *Server) watching(id, svc string) (sent func(uint64), end func()) {
+	if id == "" {
+		return func(uint64) {}, func() {}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proxies[id]
+	if p == nil { // not attached: nothing to record
+		return func(uint64) {}, func() {}
+	}
 	var d *destState
 	if svc != "" {
 		d = p.dests[svc]
@@ -181,17 +234,11 @@ func (s *Server) track(id, svc string) (sent func(uint64), end func()) {
 	end = func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		p.streams--
 		if d != nil {
 			d.streams--
 			if d.streams == 0 {
 				delete(p.dests, svc)
 			}
-		}
-		// Forget disconnected proxies, so that churning proxy IDs (pod
-		// names) do not accumulate.
-		if p.streams == 0 && s.proxies[id] == p {
-			delete(s.proxies, id)
 		}
 	}
 	return sent, end

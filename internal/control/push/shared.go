@@ -15,7 +15,7 @@ import (
 	"weft.dev/weft/internal/config"
 )
 
-// This file holds what the watch streams share, so that thousands of
+// This file holds what the watch streams (and Mesh streams) share, so that thousands of
 // proxies watching the same destination cost one computation, one
 // serialisation and one debounce timer per change instead of one each:
 //
@@ -47,6 +47,41 @@ type feed struct {
 	watchers int
 	cur      *round
 	stop     chan struct{} // closed to stop the running goroutine; nil when none runs
+	// streams are the open Mesh streams, kicked on every new round.
+	streams map[*meshStream]struct{}
+}
+
+// add registers a Mesh stream to kick on every new round.
+func (f *feed) add(m *meshStream) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.streams == nil {
+		f.streams = map[*meshStream]struct{}{}
+	}
+	f.streams[m] = struct{}{}
+}
+
+// remove unregisters a Mesh stream.
+func (f *feed) remove(m *meshStream) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.streams, m)
+}
+
+// current returns the newest round.
+func (f *feed) current() *round {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cur
+}
+
+// shutdown asks every Mesh stream's proxy to end its stream.
+func (f *feed) shutdown() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for m := range f.streams {
+		m.shutdown()
+	}
 }
 
 // join registers a watching stream and returns the current round; call
@@ -100,6 +135,9 @@ func (f *feed) run(stop <-chan struct{}) {
 		}
 		if f.cur.snap.Version != snap.Version {
 			f.publishLocked(snap)
+			for m := range f.streams {
+				m.kick()
+			}
 		}
 		f.mu.Unlock()
 		select {
@@ -131,6 +169,12 @@ type entry struct {
 
 	prepOnce sync.Once
 	prepared *grpc.PreparedMsg // nil when encoding for a stream failed
+
+	// wrapped is msg inside a ControllerMessage, for Mesh streams, and
+	// wrappedPrepared its shared encoding (see sendWrapped).
+	wrapOnce        sync.Once
+	wrapped         *meshv1.ControllerMessage
+	wrappedPrepared *grpc.PreparedMsg
 }
 
 // same reports whether e and o carry the same configuration.

@@ -1,13 +1,14 @@
 // Package discovery is the proxy's client of the controller's discovery
-// API (api/meshv1): Inbound.Watch for the proxy's own workload and one
-// Destinations.Watch per authority the proxy sends traffic to, created on
-// first use.
+// API (api/meshv1): one Mesh.Stream per proxy, carrying the watch of the
+// proxy's own workload (its inbound configuration) and one watch per
+// authority the proxy sends traffic to, subscribed on first use.
 //
 // Each watch keeps the newest snapshot in an atomic pointer: readers on the
-// request path never lock. When a stream breaks (the controller restarts,
-// the network fails), the last snapshot stays in force and the watch
-// reconnects with jittered exponential backoff; the proxy never drops good
-// configuration because the controller went away.
+// request path never lock. When the stream breaks (the controller restarts,
+// the network fails), every last snapshot stays in force and the client
+// reconnects with jittered exponential backoff and subscribes again to
+// everything it watches; the proxy never drops good configuration because
+// the controller went away.
 //
 // Any proxy package may import discovery. All methods are safe for
 // concurrent use.
@@ -35,7 +36,7 @@ import (
 type Config struct {
 	// Conn is the connection to the controller; required.
 	Conn grpc.ClientConnInterface
-	// Proxy identifies this proxy in every request.
+	// Proxy identifies this proxy (the stream's hello).
 	Proxy *meshv1.ProxyInfo
 	// Logger; nil discards logs.
 	Logger *slog.Logger
@@ -47,29 +48,25 @@ type Config struct {
 
 // Client watches the controller. Create it with New, start it with Run.
 type Client struct {
-	cfg      Config
-	log      *slog.Logger
-	dests    destsAPI
-	inbound  *Watch[meshv1.InboundSnapshot]
-	inbounds meshv1.InboundClient
+	cfg     Config
+	log     *slog.Logger
+	mesh    meshv1.MeshClient
+	inbound *Watch[meshv1.InboundSnapshot]
 
-	// mu guards watches, runCtx and stopped: destination watches by
-	// authority, the context of Run once it started, and whether Run
-	// returned.
-	mu      sync.Mutex
+	// mu guards everything below.
+	mu sync.Mutex
+	// watches are the destination watches by authority: what the stream
+	// subscribes to.
 	watches map[string]*Watch[meshv1.DestinationSnapshot]
 	// uses counts Acquire's holders per authority; pinned authorities
-	// (asked for with Destination) are never released; cancels stops the
-	// stream of a started watch.
-	uses    map[string]int
-	pinned  map[string]bool
-	cancels map[string]context.CancelFunc
-	runCtx  context.Context
-	stopped bool
-	wg      sync.WaitGroup
+	// (asked for with Destination) are never released.
+	uses   map[string]int
+	pinned map[string]bool
+	// changed is closed (and replaced) when watches changes, for the
+	// stream's sender.
+	changed chan struct{}
+	started bool
 }
-
-type destsAPI = meshv1.DestinationsClient
 
 // New returns a Client; it does no I/O.
 func New(cfg Config) *Client {
@@ -79,56 +76,203 @@ func New(cfg Config) *Client {
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 5 * time.Second
 	}
+	if cfg.Proxy == nil {
+		cfg.Proxy = &meshv1.ProxyInfo{}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
-		cfg:      cfg,
-		log:      log.With("component", "discovery"),
-		dests:    meshv1.NewDestinationsClient(cfg.Conn),
-		inbounds: meshv1.NewInboundClient(cfg.Conn),
-		inbound:  newWatch[meshv1.InboundSnapshot]("inbound"),
-		watches:  map[string]*Watch[meshv1.DestinationSnapshot]{},
-		uses:     map[string]int{},
-		pinned:   map[string]bool{},
-		cancels:  map[string]context.CancelFunc{},
+		cfg:     cfg,
+		log:     log.With("component", "discovery"),
+		mesh:    meshv1.NewMeshClient(cfg.Conn),
+		inbound: newWatch[meshv1.InboundSnapshot]("inbound"),
+		watches: map[string]*Watch[meshv1.DestinationSnapshot]{},
+		uses:    map[string]int{},
+		pinned:  map[string]bool{},
+		changed: make(chan struct{}),
 	}
 }
 
-// Run watches the proxy's inbound configuration and every destination
-// asked for, until ctx ends. It returns nil when ctx ends.
+// Run keeps the stream to the controller open until ctx ends, watching the
+// proxy's inbound configuration and every destination asked for. It
+// returns nil when ctx ends.
 func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
-	if c.runCtx != nil || c.stopped {
+	if c.started {
 		c.mu.Unlock()
 		return errors.New("discovery: Run called twice")
 	}
-	c.runCtx = ctx
-	for _, w := range c.watches {
-		c.startDestination(ctx, w)
-	}
+	c.started = true
 	c.mu.Unlock()
 
-	runWatch(ctx, c, c.inbound, func(ctx context.Context) (func() (*meshv1.InboundSnapshot, error), error) {
-		s, err := c.inbounds.Watch(ctx, &meshv1.InboundRequest{Proxy: c.cfg.Proxy})
-		if err != nil {
-			return nil, err
+	backoff := c.cfg.BackoffMin
+	for ctx.Err() == nil {
+		got, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
 		}
-		return s.Recv, nil
-	})
-
-	c.mu.Lock()
-	c.stopped = true // later Destination calls start nothing
-	c.mu.Unlock()
-	c.wg.Wait()
+		if got {
+			// The stream worked for a while: start over from the minimum.
+			backoff = c.cfg.BackoffMin
+		}
+		c.setErr(err)
+		// Jitter in [backoff/2, backoff]: proxies that lost the same
+		// controller do not reconnect in lockstep.
+		d := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		c.log.Warn("controller stream broke; keeping the last snapshots and reconnecting",
+			"err", err, "retry_in", d.Round(time.Millisecond))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.cfg.BackoffMax)
+	}
 	return nil
+}
+
+// setErr records why the stream broke on every watch.
+func (c *Client) setErr(err error) {
+	c.inbound.setErr(err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.watches {
+		w.setErr(err)
+	}
+}
+
+// session runs one stream until it fails; got reports whether it
+// delivered at least one message.
+func (c *Client) session(ctx context.Context) (got bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	s, err := c.mesh.Stream(ctx)
+	if err != nil {
+		cancel()
+		return false, fmt.Errorf("open stream: %w", err)
+	}
+	sendErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := c.send(ctx, s); err != nil {
+			sendErr <- err
+			cancel() // ends Recv below
+		}
+	})
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for {
+		msg, err := s.Recv()
+		if err != nil {
+			select {
+			case err := <-sendErr:
+				return got, fmt.Errorf("stream: send: %w", err)
+			default:
+			}
+			if status.Code(err) == codes.Canceled && ctx.Err() != nil {
+				return got, ctx.Err()
+			}
+			return got, fmt.Errorf("stream: %w", err)
+		}
+		got = true
+		switch k := msg.GetKind().(type) {
+		case *meshv1.ControllerMessage_Destination:
+			c.mu.Lock()
+			w := c.watches[k.Destination.GetAuthority()]
+			c.mu.Unlock()
+			if w != nil { // else unsubscribed meanwhile
+				w.store(k.Destination)
+			}
+		case *meshv1.ControllerMessage_Inbound:
+			c.inbound.store(k.Inbound)
+		case *meshv1.ControllerMessage_Error:
+			e := k.Error
+			err := status.Error(codes.Code(e.GetCode()), e.GetMessage())
+			if e.GetSubscription().GetInbound() {
+				c.inbound.setErr(fmt.Errorf("controller refused the inbound subscription: %w", err))
+				c.log.Warn("controller refused the inbound subscription", "err", err)
+				continue
+			}
+			c.mu.Lock()
+			w := c.watches[e.GetSubscription().GetAuthority()]
+			c.mu.Unlock()
+			if w != nil {
+				w.setErr(fmt.Errorf("controller refused the subscription: %w", err))
+			}
+			c.log.Warn("controller refused a subscription", "authority", e.GetSubscription().GetAuthority(), "err", err)
+		case *meshv1.ControllerMessage_Goodbye:
+			return got, errors.New("the controller is shutting down")
+		}
+	}
+}
+
+// send identifies the proxy, then keeps the stream's subscriptions equal
+// to the watches until ctx ends.
+func (c *Client) send(ctx context.Context, s meshv1.Mesh_StreamClient) error {
+	if err := s.Send(&meshv1.ProxyMessage{Kind: &meshv1.ProxyMessage_Hello{Hello: c.cfg.Proxy}}); err != nil {
+		return err
+	}
+	if c.cfg.Proxy.GetId() != "" || c.cfg.Proxy.GetWorkload() != "" {
+		if err := s.Send(subscribe(&meshv1.Subscription{Inbound: true})); err != nil {
+			return err
+		}
+	}
+	subscribed := map[string]bool{}
+	for {
+		var add, drop []string
+		c.mu.Lock()
+		changed := c.changed
+		for a := range c.watches {
+			if !subscribed[a] {
+				add = append(add, a)
+			}
+		}
+		for a := range subscribed {
+			if c.watches[a] == nil {
+				drop = append(drop, a)
+			}
+		}
+		c.mu.Unlock()
+		for _, a := range add {
+			if err := s.Send(subscribe(&meshv1.Subscription{Authority: a})); err != nil {
+				return err
+			}
+			subscribed[a] = true
+		}
+		for _, a := range drop {
+			msg := &meshv1.ProxyMessage{Kind: &meshv1.ProxyMessage_Unsubscribe{Unsubscribe: &meshv1.Subscription{Authority: a}}}
+			if err := s.Send(msg); err != nil {
+				return err
+			}
+			delete(subscribed, a)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func subscribe(sub *meshv1.Subscription) *meshv1.ProxyMessage {
+	return &meshv1.ProxyMessage{Kind: &meshv1.ProxyMessage_Subscribe{Subscribe: sub}}
+}
+
+// notifyLocked wakes the sender; c.mu is held.
+func (c *Client) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
 }
 
 // Inbound returns the watch of the proxy's own workload.
 func (c *Client) Inbound() *Watch[meshv1.InboundSnapshot] { return c.inbound }
 
-// Destination returns the watch of authority, starting it on first use.
+// Destination returns the watch of authority, subscribing on first use.
 // Its snapshot is nil until the controller first answers.
 func (c *Client) Destination(authority string) *Watch[meshv1.DestinationSnapshot] {
 	c.mu.Lock()
@@ -139,9 +283,9 @@ func (c *Client) Destination(authority string) *Watch[meshv1.DestinationSnapshot
 
 // Acquire returns the watch of authority like Destination, and a function
 // to call when it is no longer needed: when the last holder releases it
-// (and Destination never asked for it), its stream stops and it is
-// forgotten. For destinations used for a while only, such as the original
-// destinations of captured connections.
+// (and Destination never asked for it), the client unsubscribes and
+// forgets it. For destinations used for a while only, such as the
+// original destinations of captured connections.
 func (c *Client) Acquire(authority string) (*Watch[meshv1.DestinationSnapshot], func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -158,10 +302,7 @@ func (c *Client) Acquire(authority string) (*Watch[meshv1.DestinationSnapshot], 
 			}
 			delete(c.uses, authority)
 			delete(c.watches, authority)
-			if cancel := c.cancels[authority]; cancel != nil {
-				cancel()
-				delete(c.cancels, authority)
-			}
+			c.notifyLocked()
 		})
 	}
 }
@@ -173,9 +314,7 @@ func (c *Client) destinationLocked(authority string) *Watch[meshv1.DestinationSn
 	}
 	w := newWatch[meshv1.DestinationSnapshot](authority)
 	c.watches[authority] = w
-	if c.runCtx != nil && !c.stopped {
-		c.startDestination(c.runCtx, w)
-	}
+	c.notifyLocked()
 	return w
 }
 
@@ -191,75 +330,6 @@ func (c *Client) Destinations() map[string]*meshv1.DestinationSnapshot {
 	return out
 }
 
-// startDestination runs the watch of w; c.mu must be held.
-func (c *Client) startDestination(ctx context.Context, w *Watch[meshv1.DestinationSnapshot]) {
-	ctx, cancel := context.WithCancel(ctx)
-	c.cancels[w.name] = cancel
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		runWatch(ctx, c, w, func(ctx context.Context) (func() (*meshv1.DestinationSnapshot, error), error) {
-			s, err := c.dests.Watch(ctx, &meshv1.DestinationRequest{Authority: w.name, Proxy: c.cfg.Proxy})
-			if err != nil {
-				return nil, err
-			}
-			return s.Recv, nil
-		})
-	}()
-}
-
-// runWatch keeps one stream open until ctx ends, storing every snapshot
-// in w, and reconnects with jittered exponential backoff when it breaks.
-func runWatch[T any](ctx context.Context, c *Client, w *Watch[T], open func(context.Context) (func() (*T, error), error)) {
-	backoff := c.cfg.BackoffMin
-	for ctx.Err() == nil {
-		got, err := stream(ctx, w, open)
-		if ctx.Err() != nil {
-			return
-		}
-		if got {
-			// The stream worked for a while: start over from the minimum.
-			backoff = c.cfg.BackoffMin
-		}
-		w.setErr(err)
-		// Jitter in [backoff/2, backoff]: proxies that lost the same
-		// controller do not reconnect in lockstep.
-		d := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
-		c.log.Warn("controller watch broke; keeping the last snapshot and reconnecting",
-			"watch", w.name, "err", err, "retry_in", d.Round(time.Millisecond))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, c.cfg.BackoffMax)
-	}
-}
-
-// stream runs one stream until it fails; got reports whether it delivered
-// at least one snapshot.
-func stream[T any](ctx context.Context, w *Watch[T], open func(context.Context) (func() (*T, error), error)) (got bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	recv, err := open(ctx)
-	if err != nil {
-		return false, fmt.Errorf("open watch %s: %w", w.name, err)
-	}
-	for {
-		snap, err := recv()
-		if err != nil {
-			if status.Code(err) == codes.Canceled && ctx.Err() != nil {
-				return got, ctx.Err()
-			}
-			return got, fmt.Errorf("watch %s: %w", w.name, err)
-		}
-		got = true
-		w.store(snap)
-	}
-}
-
 // Watch holds the newest snapshot of one watched resource.
 type Watch[T any] struct {
 	name  string
@@ -269,6 +339,7 @@ type Watch[T any] struct {
 
 type watchState[T any] struct {
 	snap    *T
+	at      time.Time     // when snap arrived
 	changed chan struct{} // closed when a newer state is stored
 }
 
@@ -284,6 +355,12 @@ func (w *Watch[T]) Name() string { return w.name }
 // Load returns the newest snapshot, nil until the first arrives. Callers
 // must not modify it.
 func (w *Watch[T]) Load() *T { return w.state.Load().snap }
+
+// Received returns the newest snapshot, as Load, and when it arrived.
+func (w *Watch[T]) Received() (*T, time.Time) {
+	st := w.state.Load()
+	return st.snap, st.at
+}
 
 // Changed returns a channel closed when a snapshot newer than the one Load
 // returned before the call is stored.
@@ -314,10 +391,10 @@ func (w *Watch[T]) Err() error {
 
 func (w *Watch[T]) setErr(err error) { w.err.Store(&err) }
 
-// store publishes snap. Only the watch's own goroutine calls it.
+// store publishes snap. Only the stream's receiving goroutine calls it.
 func (w *Watch[T]) store(snap *T) {
 	old := w.state.Load()
-	w.state.Store(&watchState[T]{snap: snap, changed: make(chan struct{})})
+	w.state.Store(&watchState[T]{snap: snap, at: time.Now(), changed: make(chan struct{})})
 	close(old.changed)
 }
 

@@ -2,13 +2,17 @@ package discovery_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/proxy/discovery"
@@ -152,5 +156,94 @@ func TestDestinationBeforeRun(t *testing.T) {
 	stop()
 	if got := c.Destination("other").Wait(quick); got != nil {
 		t.Fatalf("Wait = %v, want nil", got)
+	}
+}
+
+func TestReconnectResubscribesEverything(t *testing.T) {
+	ctl, c := start(t)
+	ctl.SetDestination("api", &meshv1.DestinationSnapshot{Authority: "api", Version: 5, Exists: true})
+	ctl.SetDestination("db", &meshv1.DestinationSnapshot{Authority: "db", Version: 5, Exists: true})
+	ctl.SetInbound("web-0", &meshv1.InboundSnapshot{Version: 5, Known: true})
+	api, db := c.Destination("api"), c.Destination("db")
+	waitFor(t, api, version(5))
+	waitFor(t, db, version(5))
+	waitFor(t, c.Inbound(), func(s *meshv1.InboundSnapshot) bool { return s.GetVersion() == 5 })
+	if n := ctl.Streams(); n != 1 {
+		t.Fatalf("got %d streams, want one for every watch", n)
+	}
+
+	ctl.Stop()
+	poll(t, func() bool { return api.Err() != nil && db.Err() != nil && c.Inbound().Err() != nil })
+	if api.Load().GetVersion() != 5 || db.Load().GetVersion() != 5 || c.Inbound().Load().GetVersion() != 5 {
+		t.Fatal("a watch lost its last snapshot when the controller went away")
+	}
+	// Subscribed while the controller is away: sent once it is back.
+	cache := c.Destination("cache")
+
+	ctl.SetDestination("api", &meshv1.DestinationSnapshot{Authority: "api", Version: 1, Exists: true})
+	ctl.SetDestination("db", &meshv1.DestinationSnapshot{Authority: "db", Version: 1, Exists: true})
+	ctl.SetDestination("cache", &meshv1.DestinationSnapshot{Authority: "cache", Version: 1, Exists: true})
+	ctl.SetInbound("web-0", &meshv1.InboundSnapshot{Version: 1, Known: true})
+	if _, err := ctl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, api, version(1))
+	waitFor(t, db, version(1))
+	waitFor(t, cache, version(1))
+	waitFor(t, c.Inbound(), func(s *meshv1.InboundSnapshot) bool { return s.GetVersion() == 1 })
+	for _, a := range []string{"api", "db", "cache"} {
+		if n := ctl.Watchers(a); n != 1 {
+			t.Fatalf("after reconnecting: %d subscriptions of %s, want 1", n, a)
+		}
+	}
+}
+
+func TestAcquireUnsubscribes(t *testing.T) {
+	ctl, c := start(t)
+	w, release := c.Acquire("10.0.0.1:80")
+	w2, release2 := c.Acquire("10.0.0.1:80")
+	if w != w2 {
+		t.Fatal("two Acquire calls made two watches")
+	}
+	waitFor(t, w, func(*meshv1.DestinationSnapshot) bool { return true })
+	release()
+	release() // a second call of the same release changes nothing
+	if n := ctl.Watchers("10.0.0.1:80"); n != 1 {
+		t.Fatalf("one holder left: %d subscriptions, want 1", n)
+	}
+	release2()
+	poll(t, func() bool { return ctl.Watchers("10.0.0.1:80") == 0 })
+	if _, ok := c.Destinations()["10.0.0.1:80"]; ok {
+		t.Fatal("a released destination is still listed")
+	}
+}
+
+func TestInboundRefused(t *testing.T) {
+	ctl, c := start(t)
+	ctl.RefuseInbound("proxy web-0 may only watch its own workload")
+	ctl.SetInbound("web-0", &meshv1.InboundSnapshot{Version: 1, Known: true})
+	poll(t, func() bool { return c.Inbound().Err() != nil })
+	if err := c.Inbound().Err(); !strings.Contains(err.Error(), "its own workload") || status.Code(errors.Unwrap(err)) != codes.PermissionDenied {
+		t.Fatalf("got %v, want the controller's refusal", err)
+	}
+	if c.Inbound().Load() != nil {
+		t.Fatal("a refused subscription got a snapshot")
+	}
+	// The stream and its destinations go on.
+	ctl.SetDestination("api", &meshv1.DestinationSnapshot{Authority: "api", Version: 2, Exists: true})
+	waitFor(t, c.Destination("api"), version(2))
+	ctl.RefuseInbound("")
+	waitFor(t, c.Inbound(), func(s *meshv1.InboundSnapshot) bool { return s.GetKnown() })
+}
+
+// poll waits until cond holds, within hangGuard.
+func poll(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met")
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }

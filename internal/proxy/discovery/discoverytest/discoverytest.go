@@ -1,6 +1,6 @@
 // Package discoverytest is a fake controller for tests of the proxy: a
-// real gRPC server on loopback implementing meshv1 Destinations and
-// Inbound with snapshots the test sets, and which the test can stop and
+// real gRPC server on loopback implementing meshv1 Mesh (and the single
+// watches Destinations and Inbound) with snapshots the test sets, and which the test can stop and
 // restart to simulate the controller going away.
 //
 // Only tests import discoverytest. All methods are safe for concurrent use.
@@ -8,10 +8,12 @@ package discoverytest
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	meshv1 "weft.dev/weft/api/meshv1"
@@ -26,7 +28,9 @@ type Controller struct {
 	dests    map[string]*meshv1.DestinationSnapshot // by authority
 	inbound  map[string]*meshv1.InboundSnapshot     // by proxy id
 	changed  chan struct{}                          // closed on every Set
-	watchers map[string]int                         // open destination streams by authority
+	watchers map[string]int                         // open destination watches by authority
+	streams  int                                    // open Mesh streams
+	refuse   string                                 // refusal of inbound subscriptions, "" for none
 	addr     string
 	srv      *grpc.Server
 	done     chan struct{} // closed when Serve of srv returned
@@ -76,6 +80,7 @@ func (c *Controller) Start() (string, error) {
 	}
 	meshv1.RegisterDestinationsServer(srv, c)
 	meshv1.RegisterInboundServer(srv, inboundServer{c: c})
+	meshv1.RegisterMeshServer(srv, meshServer{c: c})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -123,7 +128,24 @@ func (c *Controller) SetInbound(id string, snap *meshv1.InboundSnapshot) {
 	c.notify()
 }
 
-// Watchers returns the number of open destination streams for authority.
+// RefuseInbound makes the controller refuse inbound subscriptions on Mesh
+// streams with PermissionDenied and message; "" accepts them again.
+func (c *Controller) RefuseInbound(message string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refuse = message
+	c.notify()
+}
+
+// Streams returns the number of open Mesh streams.
+func (c *Controller) Streams() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streams
+}
+
+// Watchers returns the number of open destination watches (single
+// streams and Mesh subscriptions) for authority.
 func (c *Controller) Watchers(authority string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -201,6 +223,130 @@ func (s inboundServer) Watch(req *meshv1.InboundRequest, stream grpc.ServerStrea
 		case <-stream.Context().Done():
 			return nil
 		case <-changed:
+		}
+	}
+}
+
+// meshServer adapts the Mesh service.
+type meshServer struct {
+	meshv1.UnimplementedMeshServer
+	c *Controller
+}
+
+// Stream implements meshv1.MeshServer: a goroutine receives the
+// subscriptions, the handler sends what changed.
+func (s meshServer) Stream(stream meshv1.Mesh_StreamServer) error {
+	c := s.c
+	first, err := stream.Recv()
+	if err != nil {
+		return nil
+	}
+	id := first.GetHello().GetId()
+	var mu sync.Mutex // guards subs and inbound
+	subs := map[string]bool{}
+	inbound := false
+	wake := make(chan struct{}, 1)
+	recvDone := make(chan struct{})
+	c.mu.Lock()
+	c.streams++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.streams--
+		mu.Lock()
+		defer mu.Unlock()
+		for a := range subs {
+			c.watchers[a]--
+		}
+	}()
+	go func() {
+		defer close(recvDone)
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			mu.Lock()
+			if sub := msg.GetSubscribe(); sub != nil {
+				if sub.GetInbound() {
+					inbound = true
+				} else if a := sub.GetAuthority(); !subs[a] {
+					subs[a] = true
+					c.watchers[a]++
+				}
+			} else if sub := msg.GetUnsubscribe(); sub != nil {
+				if sub.GetInbound() {
+					inbound = false
+				} else if a := sub.GetAuthority(); subs[a] {
+					delete(subs, a)
+					c.watchers[a]--
+				}
+			}
+			mu.Unlock()
+			c.mu.Unlock()
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	sentDest := map[string]*meshv1.DestinationSnapshot{}
+	var sentIn *meshv1.InboundSnapshot
+	refused := ""
+	for {
+		var out []*meshv1.ControllerMessage
+		c.mu.Lock()
+		mu.Lock()
+		for a := range subs {
+			snap, ok := c.dests[a]
+			if !ok {
+				snap = &meshv1.DestinationSnapshot{Authority: a, Version: 1}
+				if sentDest[a] != nil {
+					continue
+				}
+			} else if sentDest[a] == snap {
+				continue
+			}
+			sentDest[a] = snap
+			out = append(out, &meshv1.ControllerMessage{Kind: &meshv1.ControllerMessage_Destination{Destination: snap}})
+		}
+		for a := range sentDest {
+			if !subs[a] {
+				delete(sentDest, a)
+			}
+		}
+		if inbound && c.refuse != "" && c.refuse != refused {
+			refused = c.refuse
+			sentIn = nil
+			out = append(out, &meshv1.ControllerMessage{Kind: &meshv1.ControllerMessage_Error{Error: &meshv1.SubscriptionError{
+				Subscription: &meshv1.Subscription{Inbound: true}, Code: uint32(codes.PermissionDenied), Message: refused}}})
+		} else if inbound && c.refuse == "" {
+			refused = ""
+			if snap, ok := c.inbound[id]; ok && snap != sentIn {
+				sentIn = snap
+				out = append(out, &meshv1.ControllerMessage{Kind: &meshv1.ControllerMessage_Inbound{Inbound: snap}})
+			}
+		}
+		changed := c.changed
+		mu.Unlock()
+		c.mu.Unlock()
+		for _, m := range out {
+			if err := stream.Send(m); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+		}
+		select {
+		case <-recvDone:
+			return nil
+		case <-stream.Context().Done():
+			return nil
+		case <-changed:
+		case <-wake:
 		}
 	}
 }
