@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -292,12 +293,7 @@ func (c *kubeChecker) preCRDs(ctx context.Context) (problems, warnings []string)
 	if err != nil {
 		return []string{err.Error()}, nil
 	}
-	names := make([]string, 0, len(want))
-	for n := range want {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(want)) {
 		got, err := c.ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, n, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue
@@ -468,12 +464,7 @@ func (c *kubeChecker) crdsEstablished(ctx context.Context) (problems, missingOpt
 	if err != nil {
 		return []string{err.Error()}, nil
 	}
-	names := make([]string, 0, len(want))
-	for n := range want {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(want)) {
 		weftOwn := strings.HasSuffix(n, ".policy.weft.dev")
 		crd, err := c.ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, n, metav1.GetOptions{})
 		switch {
