@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the benchmark's peers need and is idempotent:
-#   - nginx-light and haproxy from Debian (apt-get, as root or with sudo),
+#   - nginx-light, its stream module (libnginx-mod-stream, for the TCP scenario) and haproxy
+#     from Debian (apt-get, as root or with sudo),
 #   - Caddy built from bench/tools/caddy (its own Go module) into the cache directory the
 #     harness reads: $WEFTBENCH_CADDY, else ${XDG_CACHE_HOME:-$HOME/.cache}/weft-bench/caddy-<version>.
 # Set WEFTBENCH_SKIP_CADDY=1 to skip the Caddy build (the benchmark then reports Caddy as not run).
@@ -12,6 +13,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 need=()
 have nginx || need+=(nginx-light)
 have haproxy || need+=(haproxy)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 if [ "${#need[@]}" -gt 0 ]; then
 	sudo=""
 	if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

@@ -60,7 +60,7 @@ func runControlPlane(ctx context.Context, spec string, changes int, memLimit, pr
 
 // runProtocols runs the protocol scenarios (kinds: comma-separated, or "all") at rate and writes
 // the tables to stdout and, with out set, <time>-protocols.{json,md} into out.
-func runProtocols(ctx context.Context, kinds string, rate float64, conns int, d, warmup time.Duration, bulk int64, quick, verbose bool, out string) error {
+func runProtocols(ctx context.Context, kinds, peers string, rate float64, conns int, d, warmup time.Duration, bulk int64, quick, verbose bool, out string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -74,23 +74,31 @@ func runProtocols(ctx context.Context, kinds string, rate float64, conns int, d,
 	if kinds != "all" {
 		cfg.Kinds = strings.Split(kinds, ",")
 	}
+	if peers != "" && peers != "all" {
+		cfg.Peers = []string{}
+		for _, p := range strings.Split(peers, ",") {
+			if p = strings.TrimSpace(p); p != "weft" && !strings.HasPrefix(p, "weft ") {
+				cfg.Peers = append(cfg.Peers, p) // both Weft pairs always run
+			}
+		}
+	}
 	if quick {
 		cfg = protocols.Quick(cfg)
 	}
 	started := time.Now().UTC()
-	ws, err := protocols.Run(ctx, cfg)
+	res, err := protocols.Run(ctx, cfg)
 	defer peer.RemoveBuilds()
 	if err != nil {
 		return err
 	}
-	if err := protocols.WriteMarkdown(os.Stdout, ws); err != nil {
+	if err := protocols.WriteMarkdown(os.Stdout, res); err != nil {
 		return err
 	}
 	return writeResults(out, started, "protocols", struct {
-		Started time.Time           `json:"started"`
-		Config  protocols.Config    `json:"config"`
-		Windows []*protocols.Window `json:"windows"`
-	}{started, cfg, ws}, func(w io.Writer) error { return protocols.WriteMarkdown(w, ws) })
+		Started time.Time        `json:"started"`
+		Config  protocols.Config `json:"config"`
+		*protocols.Result
+	}{started, cfg, res}, func(w io.Writer) error { return protocols.WriteMarkdown(w, res) })
 }
 
 // writeResults writes v as <out>/<started>-<name>.json and the markdown md writes as .md.

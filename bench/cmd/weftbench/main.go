@@ -51,7 +51,7 @@ func run() error {
 		changes  = flag.Int("changes", 20, "route changes per -controlplane scenario")
 		cpLimit  = flag.String("cp-memlimit", "", "with -controlplane: GOMEMLIMIT of the controller process only (e.g. 150MiB)")
 		cpProf   = flag.String("cp-profiles", "", "with -controlplane: directory to write the controller's heap and goroutine profiles into, one SERVICESxPROXIES subdirectory per scenario")
-		protos   = flag.String("protocols", "", "instead of the HTTP/1.1 pairs, measure other protocols directly and through both Weft pairs: comma-separated http2, grpc-unary, grpc-stream, tcp-bulk, or all")
+		protos   = flag.String("protocols", "", "instead of the HTTP/1.1 pairs, measure other protocols directly, through every -peers pair that carries them and through both Weft pairs: comma-separated http2, grpc-unary, grpc-stream, tcp-bulk, or all")
 		bulk     = flag.Int64("bulk-mib", 256, "MiB sent (and echoed) through one connection by -protocols tcp-bulk")
 		slow     = flag.Duration("balance", 0, "instead of the pairs, measure Weft's balancer against round robin over three endpoints, one this much slower (e.g. 20ms)")
 	)
@@ -80,7 +80,7 @@ func run() error {
 			}
 			rate = r
 		}
-		return runProtocols(ctx, *protos, rate, *conns, *duration, *warmup, *bulk<<20, *quick, *verbose, *out)
+		return runProtocols(ctx, *protos, *peers, rate, *conns, *duration, *warmup, *bulk<<20, *quick, *verbose, *out)
 	}
 	if *cp != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

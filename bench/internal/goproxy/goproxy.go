@@ -2,7 +2,9 @@
 // net/http/httputil.ReverseProxy instances. The client side accepts plain HTTP/1.1 and forwards
 // over TLS 1.3 with a client certificate on pooled keep-alive connections; the server side
 // terminates that TLS, requires and verifies the client certificate, and forwards in plain
-// HTTP/1.1 to the application.
+// HTTP/1.1 to the application. In mode ModeH2 the same pair speaks HTTP/2 (h2c in, h2 over TLS
+// between the pair, h2c to the application; gRPC included); in mode ModeTCP it is a TCP relay
+// (io.Copy each way) with the same TLS between the pair.
 //
 // Only the benchmark harness imports goproxy; it runs in a process of its own with GOMAXPROCS=1.
 package goproxy
@@ -47,10 +49,30 @@ type Config struct {
 	Upstream string
 	// PKI holds the certificates of the run.
 	PKI pki.Files
+	// Mode is what the pair carries: HTTP/1.1 (empty), ModeH2 or ModeTCP.
+	Mode Mode
 }
+
+// Mode is what a pair carries.
+type Mode string
+
+// The modes other than HTTP/1.1.
+const (
+	ModeH2  Mode = "h2"  // HTTP/2 and gRPC
+	ModeTCP Mode = "tcp" // bytes
+)
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
+	switch cfg.Mode {
+	case "":
+	case ModeH2:
+		return runH2(ctx, cfg)
+	case ModeTCP:
+		return runRelay(ctx, cfg)
+	default:
+		return fmt.Errorf("unknown mode %q (want empty, h2 or tcp)", cfg.Mode)
+	}
 	target := &url.URL{Scheme: "http", Host: cfg.Upstream}
 	tr := &http.Transport{
 		MaxIdleConns:        1024,

@@ -31,15 +31,23 @@ func (GoProxy) Start(ctx context.Context, env Env) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := func(name, r, listen, upstream string) func() (*Proc, error) {
-		return func() (*Proc, error) {
-			return StartProc(name, env.Dir, env.Self, nil, []string{
-				"GOMAXPROCS=1", role.EnvRole + "=" + r, role.EnvListen + "=" + listen,
-				role.EnvUpstream + "=" + upstream, role.EnvPKIDir + "=" + filepath.Dir(env.PKI.CA),
-			})
-		}
-	}
 	return startPair(ctx, "http://"+portA+"/", portB,
-		start("goproxy-b", role.GoProxyServer, portB, env.Echo),
-		start("goproxy-a", role.GoProxyClient, portA, portB))
+		GoProxy{}.starter(env, "goproxy-b", "server", portB, env.Echo, ""),
+		GoProxy{}.starter(env, "goproxy-a", "client", portA, portB, ""))
+}
+
+// starter returns a function that starts one side ("client" or "server") of the Go pair in
+// mode ("" for HTTP/1.1, "h2" or "tcp"; see package goproxy).
+func (GoProxy) starter(env Env, name, side, listen, upstream, mode string) func() (*Proc, error) {
+	r := role.GoProxyClient
+	if side == "server" {
+		r = role.GoProxyServer
+	}
+	return func() (*Proc, error) {
+		return StartProc(name, env.Dir, env.Self, nil, []string{
+			"GOMAXPROCS=1", role.EnvRole + "=" + r, role.EnvListen + "=" + listen,
+			role.EnvUpstream + "=" + upstream, role.EnvPKIDir + "=" + filepath.Dir(env.PKI.CA),
+			role.EnvMode + "=" + mode,
+		})
+	}
 }

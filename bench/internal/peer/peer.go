@@ -2,7 +2,8 @@
 // and launch its client-side proxy A (plain HTTP/1.1 in, TLS 1.3 with a client certificate out,
 // pooled keep-alive connections) and its server-side proxy B (TLS in, client certificate
 // required, plain HTTP/1.1 to the echo application), each as a process of its own with one
-// worker, logs off, on its own loopback ports.
+// worker, logs off, on its own loopback ports. Peers that implement ProtoPeer also start pairs
+// for HTTP/2, gRPC and TCP with the same TLS between the pair (see proto.go).
 //
 // Only the benchmark harness imports peer. Peers are stateless values; a started Pair belongs to
 // the caller, who must Stop it.

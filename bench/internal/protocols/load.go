@@ -3,6 +3,7 @@ package protocols
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +14,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"weft.dev/weft/bench/internal/pki"
 )
 
 // Kinds of request/response load.
@@ -67,15 +71,26 @@ type client struct {
 	close func()
 }
 
-func newClient(ctx context.Context, kind, addr string) (*client, error) {
+// newClient connects to addr in plaintext (h2c, gRPC without TLS), or over TLS with tlsCfg
+// when it is not nil.
+func newClient(ctx context.Context, kind, addr string, tlsCfg *tls.Config) (*client, error) {
 	switch kind {
 	case HTTP2:
 		var protos http.Protocols
-		protos.SetUnencryptedHTTP2(true)
+		scheme := "http"
 		tr := &http.Transport{Protocols: &protos}
+		if tlsCfg != nil {
+			scheme = "https"
+			tlsCfg = tlsCfg.Clone()
+			tlsCfg.NextProtos = []string{"h2"}
+			tr.TLSClientConfig = tlsCfg
+			protos.SetHTTP2(true)
+		} else {
+			protos.SetUnencryptedHTTP2(true)
+		}
 		hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		ex := func(ctx context.Context, payload []byte) (bool, error) {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/", bytes.NewReader(payload))
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/", bytes.NewReader(payload))
 			if err != nil {
 				return false, err
 			}
@@ -98,7 +113,13 @@ func newClient(ctx context.Context, kind, addr string) (*client, error) {
 		}
 		return &client{per: func(int) (exchange, error) { return ex, nil }, close: tr.CloseIdleConnections}, nil
 	case GRPCUnary, GRPCStream:
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		creds := insecure.NewCredentials()
+		if tlsCfg != nil {
+			tlsCfg = tlsCfg.Clone()
+			tlsCfg.NextProtos = []string{"h2"}
+			creds = credentials.NewTLS(tlsCfg)
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return nil, fmt.Errorf("gRPC client: %w", err)
 		}
@@ -149,20 +170,7 @@ func Probe(ctx context.Context, kind, addr string) error {
 			}
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			c, err := newClient(ctx, kind, addr)
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ex, err := c.per(0)
-			if err != nil {
-				return err
-			}
-			bad, err := ex(ctx, payload)
-			if err == nil && bad {
-				err = errors.New("the answer differs from the request")
-			}
-			return err
+			return exchangeOnce(ctx, kind, addr, nil, payload)
 		}()
 		if last == nil {
 			return nil
@@ -176,11 +184,63 @@ func Probe(ctx context.Context, kind, addr string) error {
 	return fmt.Errorf("%s through %s: no good exchange in 20s: %w", kind, addr, last)
 }
 
+// exchangeOnce sends one payload of kind to addr (over TLS with tlsCfg when it is not nil) and
+// checks the answer.
+func exchangeOnce(ctx context.Context, kind, addr string, tlsCfg *tls.Config, payload []byte) error {
+	c, err := newClient(ctx, kind, addr, tlsCfg)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ex, err := c.per(0)
+	if err != nil {
+		return err
+	}
+	bad, err := ex(ctx, payload)
+	if err == nil && bad {
+		err = errors.New("the answer differs from the request")
+	}
+	return err
+}
+
+// VerifyMutualTLS checks that the server-side proxy of a pair at bAddr answers kind over TLS to
+// a client with the run's client certificate, and refuses both TLS without a client
+// certificate and plaintext: it guards the comparison against a pair that silently runs
+// without mutual TLS.
+func VerifyMutualTLS(ctx context.Context, kind, bAddr string, files pki.Files) error {
+	withCert, err := files.ClientTLS()
+	if err != nil {
+		return err
+	}
+	noCert := withCert.Clone()
+	noCert.Certificates = nil
+	payload := bytes.Repeat([]byte("m"), PayloadSize)
+	try := func(cfg *tls.Config) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if kind == TCPBulk {
+			_, err := bulk(ctx, bAddr, cfg, 1<<16)
+			return err
+		}
+		return exchangeOnce(ctx, kind, bAddr, cfg, payload)
+	}
+	if err := try(withCert); err != nil {
+		return fmt.Errorf("server-side proxy %s does not answer %s over TLS with a client certificate: %w", bAddr, kind, err)
+	}
+	if try(noCert) == nil {
+		return fmt.Errorf("server-side proxy %s answers %s over TLS without a client certificate: not mutual TLS", bAddr, kind)
+	}
+	if try(nil) == nil {
+		return fmt.Errorf("server-side proxy %s answers %s in plaintext: not TLS", bAddr, kind)
+	}
+	return nil
+}
+
 // Paced sends kind to addr at rate requests per second for d, over conns workers each on its
 // own evenly spaced schedule, and measures latency from each request's intended send time (a
 // worker that is idle sleeps until its slot and measures from its wake-up).
 func Paced(ctx context.Context, kind, addr string, rate float64, conns int, d time.Duration) (*Window, error) {
-	c, err := newClient(ctx, kind, addr)
+	c, err := newClient(ctx, kind, addr, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -266,8 +326,20 @@ func pct(sorted []float64, p float64) float64 {
 // Bulk sends total bytes through one TCP connection to the echo at addr while reading them back,
 // checks every byte, and reports the payload rate.
 func Bulk(ctx context.Context, addr string, total int64) (*Window, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	return bulk(ctx, addr, nil, total)
+}
+
+// bulk is Bulk, over TLS with tlsCfg when it is not nil.
+func bulk(ctx context.Context, addr string, tlsCfg *tls.Config, total int64) (*Window, error) {
+	var conn net.Conn
+	var err error
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone()
+		tlsCfg.NextProtos = nil
+		conn, err = (&tls.Dialer{Config: tlsCfg}).DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}

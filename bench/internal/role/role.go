@@ -26,6 +26,7 @@ const (
 	EnvListen   = "WEFTBENCH_LISTEN"   // host:port to accept on
 	EnvUpstream = "WEFTBENCH_UPSTREAM" // host:port to forward to (goproxy roles)
 	EnvPKIDir   = "WEFTBENCH_PKI_DIR"  // directory written by pki.Generate (goproxy roles)
+	EnvMode     = "WEFTBENCH_MODE"     // goproxy roles: "" (HTTP/1.1), "h2" or "tcp"
 )
 
 // Roles the harness starts.
@@ -77,6 +78,7 @@ func run(ctx context.Context, name string) error {
 			Listen:   listen,
 			Upstream: os.Getenv(EnvUpstream),
 			PKI:      pki.InDir(os.Getenv(EnvPKIDir)),
+			Mode:     goproxy.Mode(os.Getenv(EnvMode)),
 		})
 	}
 	return fmt.Errorf("unknown role %q (want %s, %s, %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer, GoRoundRobin, controlplane.Role)
