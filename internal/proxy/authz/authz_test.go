@@ -4,10 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	meshv1 "weft.dev/weft/api/meshv1"
+	"weft.dev/weft/internal/proxy/metrics"
 )
 
 const (
@@ -202,11 +200,7 @@ func TestStrictRefusesPlaintext(t *testing.T) {
 }
 
 func TestMetricsAndAudit(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg, "api.default")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := NewMetrics(metrics.New(), "api.default")
 	p, err := Compile(&meshv1.InboundPolicy{Server: "Server/default/api", DefaultPolicy: meshv1.InboundPolicy_AUDIT, Rules: []*meshv1.AuthzRule{
 		{Name: "default/public", Unauthenticated: true, Paths: []string{"/public/*"}},
 	}}, m)
@@ -222,22 +216,18 @@ func TestMetricsAndAudit(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		c    prometheus.Counter
+		c    metrics.Counter
 		want float64
 	}{
-		{"allow public", m.allow.WithLabelValues("inbound", "api.default", "default/public"), 3},
-		{"allow server", m.allow.WithLabelValues("inbound", "api.default", "Server/default/api"), 2},
-		{"audit server", m.auditDenies.WithLabelValues("inbound", "api.default", "Server/default/api"), 2},
-		{"audit public", m.auditDenies.WithLabelValues("inbound", "api.default", "default/public"), 0},
-		{"deny", m.deny.WithLabelValues("inbound", "api.default", "Server/default/api"), 0},
+		{"allow public", m.allow.With("inbound", "api.default", "default/public"), 3},
+		{"allow server", m.allow.With("inbound", "api.default", "Server/default/api"), 2},
+		{"audit server", m.auditDenies.With("inbound", "api.default", "Server/default/api"), 2},
+		{"audit public", m.auditDenies.With("inbound", "api.default", "default/public"), 0},
+		{"deny", m.deny.With("inbound", "api.default", "Server/default/api"), 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got dto.Metric
-			if err := tt.c.Write(&got); err != nil {
-				t.Fatal(err)
-			}
-			if got := got.GetCounter().GetValue(); got != tt.want {
+			if got := tt.c.Value(); got != tt.want {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})

@@ -25,6 +25,7 @@ import (
 	"weft.dev/weft/internal/proxy/authz"
 	"weft.dev/weft/internal/proxy/detect"
 	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/metrics/metricstest"
 	"weft.dev/weft/internal/proxy/transport"
 )
 
@@ -103,10 +104,7 @@ func (a *pathApp) received() []string {
 func startAuthz(t *testing.T, app string, proto config.Protocol, pol *meshv1.InboundPolicy) (string, *metrics.Registry) {
 	t.Helper()
 	reg := metrics.New()
-	m, err := authz.NewMetrics(reg.Registerer(), "api.default")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := authz.NewMetrics(reg, "api.default")
 	compiled, err := authz.Compile(pol, m)
 	if err != nil {
 		t.Fatal(err)
@@ -539,7 +537,7 @@ func TestAuditCountsWouldDeny(t *testing.T) {
 // counter reads a counter of the registry by name and policy label.
 func counter(t *testing.T, reg *metrics.Registry, name, policy string) float64 {
 	t.Helper()
-	mfs, err := reg.Gatherer().Gather()
+	mfs, err := metricstest.Gather(reg)
 	if err != nil {
 		t.Fatal(err)
 	}

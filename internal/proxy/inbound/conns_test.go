@@ -12,6 +12,7 @@ import (
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/proxy/conncount"
 	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/metrics/metricstest"
 	"weft.dev/weft/internal/proxy/transport"
 )
 
@@ -38,7 +39,7 @@ func startAnsweringApp(t *testing.T) string {
 // their other labels, by metric name.
 func tcpMetrics(t *testing.T, reg *metrics.Registry, direction string) map[string]float64 {
 	t.Helper()
-	mfs, err := reg.Gatherer().Gather()
+	mfs, err := metricstest.Gather(reg)
 	if err != nil {
 		t.Fatal(err)
 	}

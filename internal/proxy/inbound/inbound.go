@@ -143,20 +143,35 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// Route implements http1.Router for a plaintext connection.
+// Route implements http1.Router for a plaintext connection served
+// without a router of its own (connections get one in serveHTTP1).
 func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
-	return connRouter{s: s}.Route(req)
+	return newConnRouter(s, connInfo{}).Route(req)
 }
 
-// connRouter routes the HTTP/1.1 requests of one connection.
+// connRouter routes the HTTP/1.1 requests of one connection. The
+// connection serves one request at a time (Route, the exchange, then the
+// route's Done, in http1's serveOne), so the request in flight lives here
+// and every request's Done is the same func, made once per connection:
+// no allocation per request.
 type connRouter struct {
 	s  *Server
 	ci connInfo
+	// Of the request in flight.
+	m     *metrics.Service
+	start time.Time
+	done  func(status int, err error) // r.finish, bound once
+}
+
+func newConnRouter(s *Server, ci connInfo) *connRouter {
+	r := &connRouter{s: s, ci: ci}
+	r.done = r.finish
+	return r
 }
 
 // Route implements http1.Router: every request the policy allows goes to
 // the application.
-func (r connRouter) Route(req *http1.RequestHead) (http1.Route, error) {
+func (r *connRouter) Route(req *http1.RequestHead) (http1.Route, error) {
 	m := r.s.metrics.WithTLS(r.ci.tls)
 	start := time.Now()
 	m.Request()
@@ -166,9 +181,13 @@ func (r connRouter) Route(req *http1.RequestHead) (http1.Route, error) {
 	if err := r.s.rateLimit(r.ci.peer, m); err != nil {
 		return http1.Route{}, err
 	}
-	return http1.Route{Upstream: r.s.app.HTTP1, Done: func(status int, err error) {
-		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
-	}}, nil
+	r.m, r.start = m, start
+	return http1.Route{Upstream: r.s.app.HTTP1, Done: r.done}, nil
+}
+
+// finish is the Done of the request in flight.
+func (r *connRouter) finish(status int, err error) {
+	r.m.Response(status, err != nil || status == 0 || status >= 500, time.Since(r.start))
 }
 
 type h2Router struct{ s *Server }
@@ -262,12 +281,8 @@ func (s *Server) serveHTTP1(ctx context.Context, c net.Conn, ci connInfo) {
 	cc, m := s.countConn(c, ci)
 	defer closeCounted(m, cc)
 	c = cc
-	if ci == (connInfo{}) {
-		s.http1.ServeConnAbort(ctx, listener.Aborted(ctx), c)
-		return
-	}
 	srv := *s.http1
-	srv.Router = connRouter{s: s, ci: ci}
+	srv.Router = newConnRouter(s, ci)
 	srv.ServeConnAbort(ctx, listener.Aborted(ctx), c)
 }
 

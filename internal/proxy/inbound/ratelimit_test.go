@@ -16,6 +16,7 @@ import (
 
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/metrics/metricstest"
 	"weft.dev/weft/internal/proxy/proxyerr"
 	"weft.dev/weft/internal/proxy/transport"
 )
@@ -196,7 +197,7 @@ func TestRateLimitHoldsItsRate(t *testing.T) {
 	if got, want := served.Load(), int64(0); got == want {
 		t.Error("the application received nothing")
 	}
-	mfs, _ := reg.Gatherer().Gather()
+	mfs, _ := metricstest.Gather(reg)
 	limited := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() == "weft_rate_limited_total" {

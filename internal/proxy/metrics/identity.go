@@ -1,10 +1,6 @@
 package metrics
 
-import (
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "time"
 
 // IdentitySource is what the identity metrics read: the proxy's
 // identity.Manager.
@@ -19,20 +15,16 @@ type IdentitySource interface {
 // weft_identity_cert_expiry_timestamp_seconds (0 before the first
 // certificate) and weft_identity_renewals_total. Call it once.
 func (r *Registry) RegisterIdentity(src IdentitySource) {
-	r.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "weft_identity_cert_expiry_timestamp_seconds",
-			Help: "Expiry of the proxy's workload certificate, in seconds since the Unix epoch; 0 while it has none.",
-		}, func() float64 {
+	r.gaugeFunc("weft_identity_cert_expiry_timestamp_seconds",
+		"Expiry of the proxy's workload certificate, in seconds since the Unix epoch; 0 while it has none.",
+		func() float64 {
 			t := src.NotAfter()
 			if t.IsZero() {
 				return 0
 			}
 			return float64(t.UnixNano()) / 1e9
-		}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "weft_identity_renewals_total",
-			Help: "Workload certificates received after the first.",
-		}, func() float64 { return float64(src.Renewals()) }),
-	)
+		})
+	r.counterFunc("weft_identity_renewals_total",
+		"Workload certificates received after the first.",
+		func() float64 { return float64(src.Renewals()) })
 }

@@ -1,5 +1,9 @@
 // Package metrics holds the proxy's Prometheus metrics, in a registry of its
-// own (never the global one), served by the admin server at /metrics.
+// own, served by the admin server at /metrics in the Prometheus text format.
+// It is its own small implementation (counters, gauges, histograms and the
+// Go runtime's and process's metrics), not the Prometheus client library,
+// whose dependencies were close to 1 MB of the proxy's resident code
+// (docs/performance.md).
 //
 // The hot path never looks a metric up by labels: Registry.Service returns
 // a *Service with counters resolved once per (direction, service, tls), and
@@ -16,15 +20,10 @@
 package metrics
 
 import (
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Direction of traffic relative to the workload.
@@ -47,15 +46,17 @@ var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 
 // Registry is the set of the proxy's metrics.
 type Registry struct {
-	reg       *prometheus.Registry
-	requests  *prometheus.CounterVec
-	responses *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	tcpOpen   *prometheus.GaugeVec
-	tcpOpens  *prometheus.CounterVec
-	tcpCloses *prometheus.CounterVec
-	tcpRead   *prometheus.CounterVec
-	tcpWrite  *prometheus.CounterVec
+	mu       sync.Mutex
+	families map[string]*family
+
+	requests  CounterVec
+	responses CounterVec
+	latency   HistogramVec
+	tcpOpen   GaugeVec
+	tcpOpens  CounterVec
+	tcpCloses CounterVec
+	tcpRead   CounterVec
+	tcpWrite  CounterVec
 
 	services sync.Map // serviceKey -> *Service
 }
@@ -66,48 +67,22 @@ type serviceKey struct {
 }
 
 // New returns a Registry with every metric registered, plus the Go runtime
-// and process collectors.
+// and process metrics.
 func New() *Registry {
 	labels := []string{"direction", "service", "tls"}
-	r := &Registry{
-		reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_requests_total", Help: "Requests received, by direction and service.",
-		}, labels),
-		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_responses_total", Help: "Responses sent, by status code and classification (failure: 5xx, a proxy error, or grpc-status other than 0).",
-		}, []string{"direction", "service", "tls", "status_code", "classification"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "weft_response_latency_seconds", Help: "Time from a request's head to the end of its response.", Buckets: LatencyBuckets,
-		}, labels),
-		tcpOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "weft_tcp_open_connections", Help: "TCP connections currently open (HTTP and opaque).",
-		}, labels),
-		tcpOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_tcp_open_total", Help: "TCP connections opened (HTTP and opaque).",
-		}, labels),
-		tcpCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_tcp_close_total", Help: "TCP connections closed (HTTP and opaque).",
-		}, labels),
-		tcpRead: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_tcp_read_bytes_total", Help: "Bytes read from the downstream side of TCP connections.",
-		}, labels),
-		tcpWrite: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_tcp_write_bytes_total", Help: "Bytes written to the downstream side of TCP connections.",
-		}, labels),
-	}
-	r.reg.MustRegister(r.requests, r.responses, r.latency, r.tcpOpen, r.tcpOpens, r.tcpCloses, r.tcpRead, r.tcpWrite,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := &Registry{families: map[string]*family{}}
+	r.requests = r.CounterVec("weft_requests_total", "Requests received, by direction and service.", labels...)
+	r.responses = r.CounterVec("weft_responses_total", "Responses sent, by status code and classification (failure: 5xx, a proxy error, or grpc-status other than 0).",
+		"direction", "service", "tls", "status_code", "classification")
+	r.latency = r.HistogramVec("weft_response_latency_seconds", "Time from a request's head to the end of its response.", LatencyBuckets, labels...)
+	r.tcpOpen = r.GaugeVec("weft_tcp_open_connections", "TCP connections currently open (HTTP and opaque).", labels...)
+	r.tcpOpens = r.CounterVec("weft_tcp_open_total", "TCP connections opened (HTTP and opaque).", labels...)
+	r.tcpCloses = r.CounterVec("weft_tcp_close_total", "TCP connections closed (HTTP and opaque).", labels...)
+	r.tcpRead = r.CounterVec("weft_tcp_read_bytes_total", "Bytes read from the downstream side of TCP connections.", labels...)
+	r.tcpWrite = r.CounterVec("weft_tcp_write_bytes_total", "Bytes written to the downstream side of TCP connections.", labels...)
+	r.registerRuntime()
 	return r
 }
-
-// Handler serves the metrics in the Prometheus text format.
-func (r *Registry) Handler() http.Handler {
-	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{})
-}
-
-// Gatherer exposes the registry, for tests and for embedding.
-func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
 
 // Service returns the metrics of one (direction, service) pair for
 // plaintext traffic (tls="false"), creating them on first use; WithTLS
@@ -128,13 +103,13 @@ func (r *Registry) newService(dir Direction, service, tls string) *Service {
 	d, svc := string(dir), service
 	return &Service{
 		r: r, dir: d, service: svc, tls: tls,
-		requests:  r.requests.WithLabelValues(d, svc, tls),
-		latency:   r.latency.WithLabelValues(d, svc, tls),
-		tcpOpen:   r.tcpOpen.WithLabelValues(d, svc, tls),
-		tcpOpens:  r.tcpOpens.WithLabelValues(d, svc, tls),
-		tcpCloses: r.tcpCloses.WithLabelValues(d, svc, tls),
-		tcpRead:   r.tcpRead.WithLabelValues(d, svc, tls),
-		tcpWrite:  r.tcpWrite.WithLabelValues(d, svc, tls),
+		requests:  r.requests.With(d, svc, tls),
+		latency:   r.latency.With(d, svc, tls),
+		tcpOpen:   r.tcpOpen.With(d, svc, tls),
+		tcpOpens:  r.tcpOpens.With(d, svc, tls),
+		tcpCloses: r.tcpCloses.With(d, svc, tls),
+		tcpRead:   r.tcpRead.With(d, svc, tls),
+		tcpWrite:  r.tcpWrite.With(d, svc, tls),
 	}
 }
 
@@ -158,18 +133,18 @@ type Service struct {
 	dir, service string
 	tls          string   // label value, "true" or "false"
 	twin         *Service // the same metrics with the other tls value
-	requests     prometheus.Counter
-	latency      prometheus.Observer
-	tcpOpen      prometheus.Gauge
-	tcpOpens     prometheus.Counter
-	tcpCloses    prometheus.Counter
-	tcpRead      prometheus.Counter
-	tcpWrite     prometheus.Counter
+	requests     Counter
+	latency      Histogram
+	tcpOpen      Gauge
+	tcpOpens     Counter
+	tcpCloses    Counter
+	tcpRead      Counter
+	tcpWrite     Counter
 	codes        [maxCode + 1]atomic.Pointer[codeCounters]
 }
 
 type codeCounters struct {
-	success, failure prometheus.Counter
+	success, failure Counter
 }
 
 // Request counts a request received.
@@ -200,8 +175,8 @@ func (s *Service) code(code int) *codeCounters {
 		label = "other"
 	}
 	cc := &codeCounters{
-		success: s.r.responses.WithLabelValues(s.dir, s.service, s.tls, label, "success"),
-		failure: s.r.responses.WithLabelValues(s.dir, s.service, s.tls, label, "failure"),
+		success: s.r.responses.With(s.dir, s.service, s.tls, label, "success"),
+		failure: s.r.responses.With(s.dir, s.service, s.tls, label, "failure"),
 	}
 	s.codes[i].CompareAndSwap(nil, cc)
 	return s.codes[i].Load()

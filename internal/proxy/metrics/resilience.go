@@ -1,19 +1,15 @@
 package metrics
 
-import (
-	"sync"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "sync"
 
 // resilienceVecs are the resilience counters of one Registry, registered
 // on first use (most proxies never retry or rate limit).
 type resilienceVecs struct {
 	once      sync.Once
-	retries   *prometheus.CounterVec
-	exhausted *prometheus.CounterVec
-	ejections *prometheus.CounterVec
-	limited   *prometheus.CounterVec
+	retries   CounterVec
+	exhausted CounterVec
+	ejections CounterVec
+	limited   CounterVec
 	services  sync.Map // serviceKey -> *Resilience
 }
 
@@ -28,19 +24,10 @@ func (r *Registry) Resilience(dir Direction, service string) *Resilience {
 	v := vv.(*resilienceVecs)
 	v.once.Do(func() {
 		labels := []string{"direction", "service"}
-		v.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_retries_total", Help: "Requests sent again after a failed attempt.",
-		}, labels)
-		v.exhausted = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_retry_budget_exhausted_total", Help: "Retries not sent because the retry budget was spent.",
-		}, labels)
-		v.ejections = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_endpoint_ejections_total", Help: "Endpoints ejected by failure accrual (circuit breaking).",
-		}, labels)
-		v.limited = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_rate_limited_total", Help: "Requests answered 429 by the local rate limit.",
-		}, labels)
-		r.reg.MustRegister(v.retries, v.exhausted, v.ejections, v.limited)
+		v.retries = r.CounterVec("weft_retries_total", "Requests sent again after a failed attempt.", labels...)
+		v.exhausted = r.CounterVec("weft_retry_budget_exhausted_total", "Retries not sent because the retry budget was spent.", labels...)
+		v.ejections = r.CounterVec("weft_endpoint_ejections_total", "Endpoints ejected by failure accrual (circuit breaking).", labels...)
+		v.limited = r.CounterVec("weft_rate_limited_total", "Requests answered 429 by the local rate limit.", labels...)
 	})
 	k := serviceKey{dir, service}
 	if s, ok := v.services.Load(k); ok {
@@ -48,10 +35,10 @@ func (r *Registry) Resilience(dir Direction, service string) *Resilience {
 	}
 	d := string(dir)
 	s := &Resilience{
-		retries:   v.retries.WithLabelValues(d, service),
-		exhausted: v.exhausted.WithLabelValues(d, service),
-		ejections: v.ejections.WithLabelValues(d, service),
-		limited:   v.limited.WithLabelValues(d, service),
+		retries:   v.retries.With(d, service),
+		exhausted: v.exhausted.With(d, service),
+		ejections: v.ejections.With(d, service),
+		limited:   v.limited.With(d, service),
 	}
 	got, _ := v.services.LoadOrStore(k, s)
 	return got.(*Resilience)
@@ -60,7 +47,7 @@ func (r *Registry) Resilience(dir Direction, service string) *Resilience {
 // Resilience counts what the proxy's protections did for one direction
 // and service.
 type Resilience struct {
-	retries, exhausted, ejections, limited prometheus.Counter
+	retries, exhausted, ejections, limited Counter
 }
 
 // Retry counts a request sent again.

@@ -3,8 +3,6 @@ package metrics
 import (
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Route metrics: the outbound traffic of each route (HTTPRoute or
@@ -15,8 +13,8 @@ import (
 //	weft_route_responses_total{service, route, classification}
 //	weft_route_response_latency_seconds{service, route}
 type routeVecs struct {
-	responses *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
+	responses CounterVec
+	latency   HistogramVec
 }
 
 // routeFamilies holds each Registry's route families, registered on first
@@ -28,24 +26,17 @@ func (r *Registry) routeVecs() *routeVecs {
 		return v.(*routeVecs)
 	}
 	nv := &routeVecs{
-		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_route_responses_total", Help: "Outbound responses per route, by classification (failure: 5xx, a proxy error, or grpc-status other than 0).",
-		}, []string{"service", "route", "classification"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "weft_route_response_latency_seconds", Help: "Outbound time from a request's head to the end of its response, per route.", Buckets: LatencyBuckets,
-		}, []string{"service", "route"}),
+		responses: r.CounterVec("weft_route_responses_total", "Outbound responses per route, by classification (failure: 5xx, a proxy error, or grpc-status other than 0).", "service", "route", "classification"),
+		latency:   r.HistogramVec("weft_route_response_latency_seconds", "Outbound time from a request's head to the end of its response, per route.", LatencyBuckets, "service", "route"),
 	}
-	v, loaded := routeFamilies.LoadOrStore(r, nv)
-	if !loaded {
-		r.reg.MustRegister(nv.responses, nv.latency)
-	}
+	v, _ := routeFamilies.LoadOrStore(r, nv)
 	return v.(*routeVecs)
 }
 
 // Route is the traffic of one route to one destination service.
 type Route struct {
-	success, failure prometheus.Counter
-	latency          prometheus.Observer
+	success, failure Counter
+	latency          Histogram
 }
 
 // Route returns the metrics of route (e.g. "HTTPRoute/default/books") on
@@ -54,9 +45,9 @@ type Route struct {
 func (r *Registry) Route(service, route string) *Route {
 	v := r.routeVecs()
 	return &Route{
-		success: v.responses.WithLabelValues(service, route, "success"),
-		failure: v.responses.WithLabelValues(service, route, "failure"),
-		latency: v.latency.WithLabelValues(service, route),
+		success: v.responses.With(service, route, "success"),
+		failure: v.responses.With(service, route, "failure"),
+		latency: v.latency.With(service, route),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/proxy/conncount"
 	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/metrics/metricstest"
 	"weft.dev/weft/internal/proxy/transport"
 )
 
@@ -80,7 +81,7 @@ func serveOutbound(t *testing.T, snap *meshv1.DestinationSnapshot, drain time.Du
 // other labels, by metric name.
 func tcpMetrics(t *testing.T, reg *metrics.Registry) map[string]float64 {
 	t.Helper()
-	mfs, err := reg.Gatherer().Gather()
+	mfs, err := metricstest.Gather(reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -375,10 +375,7 @@ func (s *Server) Route(req *http1.RequestHead) (http1.Route, error) {
 		s.countRefused(st, err)
 		return http1.Route{}, err
 	}
-	m := s.metricsOf(st, u)
-	return s.routeHTTP1(st, u, nil, http1.Route{}, func(status int, err error) {
-		m.Response(status, err != nil || status == 0 || status >= 500, time.Since(start))
-	}), nil
+	return s.routeHTTP1(st, u, nil, http1.Route{}, completion{m: s.metricsOf(st, u), start: start}), nil
 }
 
 // h2Router adapts Server to h2.Router.

@@ -16,6 +16,7 @@ import (
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/proxy/balance"
 	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/metrics/metricstest"
 	"weft.dev/weft/internal/proxy/proxyerr"
 	"weft.dev/weft/internal/proxy/transport"
 )
@@ -146,7 +147,7 @@ func get(path string) func() *http.Request {
 
 func counter(t *testing.T, reg *metrics.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gatherer().Gather()
+	mfs, err := metricstest.Gather(reg)
 	if err != nil {
 		t.Fatal(err)
 	}

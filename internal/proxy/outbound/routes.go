@@ -183,13 +183,8 @@ func (s *Server) routeRuleHTTP1(req *http1.RequestHead, rule *route.Rule) (http1
 	if rule.Mirror != nil && req.Method() != "CONNECT" {
 		mirror = s.mirrorHTTP1(st, rule, req, edit)
 	}
-	m, rm := s.metricsOf(st, u), ruleMetrics(st, rule)
 	tmpl := http1.Route{Timeout: rule.RequestTimeout, TimeoutReason: rule.TimeoutReason, Edit: edit, MirrorBody: mirror}
-	return s.routeHTTP1(st, u, rule.Proto, tmpl, func(status int, err error) {
-		failed, d := err != nil || status == 0 || status >= 500, time.Since(start)
-		m.Response(status, failed, d)
-		rm.Response(failed, d)
-	}), nil
+	return s.routeHTTP1(st, u, rule.Proto, tmpl, completion{m: s.metricsOf(st, u), rm: ruleMetrics(st, rule), start: start}), nil
 }
 
 func rawQuery(target string) string {

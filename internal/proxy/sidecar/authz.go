@@ -15,11 +15,7 @@ import (
 func (s *Sidecar) authzPolicy(disc *discovery.Client, app string) func() *authz.Policy {
 	_, portStr, _ := net.SplitHostPort(app)
 	port, _ := strconv.ParseUint(portStr, 10, 32)
-	m, err := authz.NewMetrics(s.metrics.Registerer(), s.service)
-	if err != nil {
-		s.log.Error("authorization metrics unavailable", "err", err)
-		m = nil
-	}
+	m := authz.NewMetrics(s.metrics, s.service)
 	t := authz.NewTable(func() *meshv1.InboundSnapshot { return disc.Inbound().Load() }, m, s.log)
 	return func() *authz.Policy { return t.Port(uint32(port)) }
 }
