@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -135,6 +137,10 @@ func meshFirst(conn *grpc.ClientConn, info *meshv1.ProxyInfo) (map[string]*meshv
 		{Kind: &meshv1.ProxyMessage_Subscribe{Subscribe: &meshv1.Subscription{Authority: "api"}}},
 	} {
 		if err := st.Send(m); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The server ended the stream: Recv gives its status.
+				_, err = st.Recv()
+			}
 			return nil, err
 		}
 	}
