@@ -37,8 +37,9 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// The cluster's fixed addresses and names. The ranges are benchmarking ranges (RFC 2544): nothing
-// routes them off the machine.
+// The cluster's fixed addresses and names. The ranges are benchmarking ranges (RFC 2544); the pods'
+// range is on the cluster's bridge and the harness routes the service range to that bridge too, so
+// no packet to either leaves the machine.
 const (
 	// Version is the Kubernetes version test/kube/build.sh builds.
 	Version = "v1.37.2"
@@ -340,6 +341,14 @@ func (c *Cluster) setupHostNetwork(ctx context.Context) error {
 		return err
 	}
 	if _, err := run(ctx, 30*time.Second, ip, "link", "set", BridgeName, "up"); err != nil {
+		return err
+	}
+	// Service addresses route to the bridge: a connection kube-proxy's
+	// rules do not rewrite (the rules of a new Service are not written
+	// yet, or a port no Service has) stays on this machine instead of
+	// following the default route out of it. The route goes with the
+	// bridge.
+	if _, err := run(ctx, 30*time.Second, ip, "route", "add", ServiceCIDR, "dev", BridgeName); err != nil {
 		return err
 	}
 	return setSysctl("net.ipv4.ip_forward", "1")

@@ -226,6 +226,9 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A new connection every time: one made before kube-proxy wrote the
+	// Service's rules would not follow them.
+	req.Close = true
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", err
