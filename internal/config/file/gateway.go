@@ -34,6 +34,42 @@ func (e *fieldErrs) add(field, format string, args ...any) {
 	*e = append(*e, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 }
 
+// routeBackendRef is an HTTPRoute's or a GRPCRoute's backend reference:
+// the reference and the number of its own filters.
+type routeBackendRef interface {
+	gwv1.HTTPBackendRef | gwv1.GRPCBackendRef
+}
+
+// ruleBackends decodes the backendRefs of the rule at field; filters per
+// backend are refused.
+func ruleBackends[B routeBackendRef](fe *fieldErrs, field string, refs []B) []route.Backend {
+	var out []route.Backend
+	for j, b := range refs {
+		var ref gwv1.BackendRef
+		var filters int
+		switch b := any(b).(type) {
+		case gwv1.HTTPBackendRef:
+			ref, filters = b.BackendRef, len(b.Filters)
+		case gwv1.GRPCBackendRef:
+			ref, filters = b.BackendRef, len(b.Filters)
+		}
+		bf := fmt.Sprintf("%s.backendRefs[%d]", field, j)
+		out = append(out, backendRef(fe, bf, ref))
+		if filters > 0 {
+			fe.add(bf+".filters", "filters per backend are not supported; put them on the rule (%s.filters)", field)
+		}
+	}
+	return out
+}
+
+// checkDefaultGateways refuses spec.useDefaultGateways: a mesh route's
+// parent is a Service.
+func checkDefaultGateways(fe *fieldErrs, v gwv1.GatewayDefaultScope) {
+	if v != "" {
+		fe.add("spec.useDefaultGateways", "not supported for mesh routes: the parent is a Service; remove it")
+	}
+}
+
 func decodeHTTPRoute(obj map[string]any, raw []byte, _ string) (any, []error) {
 	spec, errs := decodeSpec[gwv1.HTTPRouteSpec](obj, raw)
 	if errs != nil {
@@ -41,22 +77,14 @@ func decodeHTTPRoute(obj map[string]any, raw []byte, _ string) (any, []error) {
 	}
 	var fe fieldErrs
 	r := &route.Route{Kind: route.KindHTTP, Parents: parentRefs(&fe, spec.ParentRefs)}
-	if spec.UseDefaultGateways != "" {
-		fe.add("spec.useDefaultGateways", "not supported for mesh routes: the parent is a Service; remove it")
-	}
+	checkDefaultGateways(&fe, spec.UseDefaultGateways)
 	for i, rule := range spec.Rules {
 		field := fmt.Sprintf("spec.rules[%d]", i)
 		rr := route.Rule{Field: field}
 		for j, m := range rule.Matches {
 			rr.Matches = append(rr.Matches, httpMatch(&fe, fmt.Sprintf("%s.matches[%d]", field, j), m))
 		}
-		for j, b := range rule.BackendRefs {
-			bf := fmt.Sprintf("%s.backendRefs[%d]", field, j)
-			rr.Backends = append(rr.Backends, backendRef(&fe, bf, b.BackendRef))
-			if len(b.Filters) > 0 {
-				fe.add(bf+".filters", "filters per backend are not supported; put them on the rule (%s.filters)", field)
-			}
-		}
+		rr.Backends = ruleBackends(&fe, field, rule.BackendRefs)
 		for j, f := range rule.Filters {
 			if rf, ok := httpFilter(&fe, fmt.Sprintf("%s.filters[%d]", field, j), f, rr.Matches); ok {
 				rr.Filters = append(rr.Filters, rf)
@@ -104,22 +132,14 @@ func decodeGRPCRoute(obj map[string]any, raw []byte, _ string) (any, []error) {
 	}
 	var fe fieldErrs
 	r := &route.Route{Kind: route.KindGRPC, Parents: parentRefs(&fe, spec.ParentRefs)}
-	if spec.UseDefaultGateways != "" {
-		fe.add("spec.useDefaultGateways", "not supported for mesh routes: the parent is a Service; remove it")
-	}
+	checkDefaultGateways(&fe, spec.UseDefaultGateways)
 	for i, rule := range spec.Rules {
 		field := fmt.Sprintf("spec.rules[%d]", i)
 		rr := route.Rule{Field: field}
 		for j, m := range rule.Matches {
 			rr.Matches = append(rr.Matches, grpcMatch(&fe, fmt.Sprintf("%s.matches[%d]", field, j), m))
 		}
-		for j, b := range rule.BackendRefs {
-			bf := fmt.Sprintf("%s.backendRefs[%d]", field, j)
-			rr.Backends = append(rr.Backends, backendRef(&fe, bf, b.BackendRef))
-			if len(b.Filters) > 0 {
-				fe.add(bf+".filters", "filters per backend are not supported; put them on the rule (%s.filters)", field)
-			}
-		}
+		rr.Backends = ruleBackends(&fe, field, rule.BackendRefs)
 		for j, f := range rule.Filters {
 			hf := gwv1.HTTPRouteFilter{
 				Type:                   gwv1.HTTPRouteFilterType(f.Type),

@@ -89,6 +89,7 @@ func TestDecodeRouteRefused(t *testing.T) {
 	rule := func(s string) string {
 		return "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{kind: Service, name: books}]\n  rules:\n  - " + s + "\n"
 	}
+	grpc := func(doc string) string { return strings.Replace(doc, "kind: HTTPRoute", "kind: GRPCRoute", 1) }
 	tests := []struct {
 		name, doc, want string
 	}{
@@ -110,6 +111,14 @@ func TestDecodeRouteRefused(t *testing.T) {
 		{"backend kind", rule("backendRefs: [{kind: Pod, name: p}]"), `spec.rules[0].backendRefs[0].kind: backend Pod "p"`},
 		{"gateway parent", strings.Replace(rule("backendRefs: [{name: v1}]"), "{kind: Service, name: books}", "{name: gw}", 1), `spec.parentRefs[0]: parent Gateway "gw"`},
 		{"no parent", strings.Replace(rule("backendRefs: [{name: v1}]"), "  parentRefs: [{kind: Service, name: books}]\n", "", 1), "spec.parentRefs: required"},
+		{"backend filters", rule("backendRefs: [{name: v1, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}]}]"),
+			"spec.rules[0].backendRefs[0].filters: filters per backend are not supported; put them on the rule (spec.rules[0].filters)"},
+		{"default gateways", strings.Replace(rule("backendRefs: [{name: v1}]"), "spec:\n", "spec:\n  useDefaultGateways: All\n", 1),
+			"spec.useDefaultGateways: not supported for mesh routes"},
+		{"grpc backend filters", grpc(rule("backendRefs: [{name: v1, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}]}]")),
+			"spec.rules[0].backendRefs[0].filters: filters per backend are not supported"},
+		{"grpc default gateways", grpc(strings.Replace(rule("backendRefs: [{name: v1}]"), "spec:\n", "spec:\n  useDefaultGateways: All\n", 1)),
+			"spec.useDefaultGateways: not supported for mesh routes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,7 +126,11 @@ func TestDecodeRouteRefused(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted, want an error")
 			}
-			if got := err.Error(); !strings.Contains(got, tt.want) || !strings.HasPrefix(got, "document 1 (HTTPRoute r): ") {
+			kind := "HTTPRoute"
+			if strings.Contains(tt.doc, "kind: GRPCRoute") {
+				kind = "GRPCRoute"
+			}
+			if got := err.Error(); !strings.Contains(got, tt.want) || !strings.HasPrefix(got, "document 1 ("+kind+" r): ") {
 				t.Errorf("got %q, want it to start with the document and contain %q", got, tt.want)
 			}
 		})
