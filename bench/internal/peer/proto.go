@@ -49,6 +49,18 @@ func errProtocol(proto config.Protocol) error {
 	return fmt.Errorf("unknown protocol %q (want http2, grpc or tcp)", proto)
 }
 
+// startSides picks two ports and starts the pair through startListening: side "b" listening on
+// B's port in front of the echo application, side "a" on A's port in front of B.
+func startSides(ctx context.Context, env Env, start func(side, listen, upstream string) (*Proc, error)) (*Pair, error) {
+	portA, portB, err := twoPorts()
+	if err != nil {
+		return nil, err
+	}
+	return startListening(ctx, portA, portB,
+		func() (*Proc, error) { return start("b", portB, env.Echo) },
+		func() (*Proc, error) { return start("a", portA, portB) })
+}
+
 // startListening starts B then A and waits until both accept TCP connections, stopping both if
 // the pair does not come up within 20 s.
 func startListening(ctx context.Context, portA, portB string, startB, startA func() (*Proc, error)) (*Pair, error) {
@@ -171,23 +183,16 @@ func (h HAProxy) StartProtocol(ctx context.Context, env Env, proto config.Protoc
 	if err != nil {
 		return nil, err
 	}
-	portA, portB, err := twoPorts()
-	if err != nil {
-		return nil, err
-	}
-	start := func(side, listen, upstream string) func() (*Proc, error) {
-		return func() (*Proc, error) {
-			conf := filepath.Join(env.Dir, "haproxy-"+side+".cfg")
-			if err := writeConf(haproxyProtoConf, conf, map[string]any{
-				"Side": side, "Listen": listen, "Upstream": upstream, "PKI": env.PKI,
-				"ServerName": pki.ServerName, "TCP": proto == config.ProtocolTCP,
-			}); err != nil {
-				return nil, err
-			}
-			return StartProc("haproxy-"+side, env.Dir, bin, []string{"-db", "-f", conf}, nil)
+	return startSides(ctx, env, func(side, listen, upstream string) (*Proc, error) {
+		conf := filepath.Join(env.Dir, "haproxy-"+side+".cfg")
+		if err := writeConf(haproxyProtoConf, conf, map[string]any{
+			"Side": side, "Listen": listen, "Upstream": upstream, "PKI": env.PKI,
+			"ServerName": pki.ServerName, "TCP": proto == config.ProtocolTCP,
+		}); err != nil {
+			return nil, err
 		}
-	}
-	return startListening(ctx, portA, portB, start("b", portB, env.Echo), start("a", portA, portB))
+		return StartProc("haproxy-"+side, env.Dir, bin, []string{"-db", "-f", conf}, nil)
+	})
 }
 
 // nginx: gRPC with grpc_pass (grpcs:// between the pair, grpc:// to the application), TCP with
@@ -311,24 +316,17 @@ func (n Nginx) StartProtocol(ctx context.Context, env Env, proto config.Protocol
 	if err != nil {
 		return nil, err
 	}
-	portA, portB, err := twoPorts()
-	if err != nil {
-		return nil, err
-	}
-	start := func(side, listen, upstream string) func() (*Proc, error) {
-		return func() (*Proc, error) {
-			conf := filepath.Join(env.Dir, "nginx-"+side+".conf")
-			if err := writeConf(nginxProtoConf, conf, map[string]any{
-				"Root": os.Geteuid() == 0, "Dir": env.Dir, "Side": side, "Listen": listen,
-				"Upstream": upstream, "PKI": env.PKI, "ServerName": pki.ServerName,
-				"TCP": proto == config.ProtocolTCP, "StreamModule": NginxStreamModule,
-			}); err != nil {
-				return nil, err
-			}
-			return StartProc("nginx-"+side, env.Dir, bin, []string{"-p", env.Dir, "-c", conf, "-e", filepath.Join(env.Dir, side+"-error.log")}, nil)
+	return startSides(ctx, env, func(side, listen, upstream string) (*Proc, error) {
+		conf := filepath.Join(env.Dir, "nginx-"+side+".conf")
+		if err := writeConf(nginxProtoConf, conf, map[string]any{
+			"Root": os.Geteuid() == 0, "Dir": env.Dir, "Side": side, "Listen": listen,
+			"Upstream": upstream, "PKI": env.PKI, "ServerName": pki.ServerName,
+			"TCP": proto == config.ProtocolTCP, "StreamModule": NginxStreamModule,
+		}); err != nil {
+			return nil, err
 		}
-	}
-	return startListening(ctx, portA, portB, start("b", portB, env.Echo), start("a", portA, portB))
+		return StartProc("nginx-"+side, env.Dir, bin, []string{"-p", env.Dir, "-c", conf, "-e", filepath.Join(env.Dir, side+"-error.log")}, nil)
+	})
 }
 
 // Caddy: reverse_proxy with transport http versions 2 between the pair and h2c 2 to the
@@ -404,28 +402,21 @@ func (c Caddy) StartProtocol(ctx context.Context, env Env, proto config.Protocol
 		return nil, err
 	}
 	bin := CaddyBinary()
-	portA, portB, err := twoPorts()
-	if err != nil {
-		return nil, err
-	}
-	start := func(side, listen, upstream string) func() (*Proc, error) {
-		return func() (*Proc, error) {
-			conf := filepath.Join(env.Dir, "Caddyfile-"+side)
-			_, port, _ := cutPort(listen)
-			if err := writeConf(caddyProtoConf, conf, map[string]any{
-				"Side": side, "Port": port, "Upstream": upstream, "PKI": env.PKI, "ServerName": pki.ServerName,
-			}); err != nil {
-				return nil, err
-			}
-			home := filepath.Join(env.Dir, "caddy-"+side+"-home")
-			if err := os.MkdirAll(home, 0o700); err != nil {
-				return nil, fmt.Errorf("create caddy home: %w", err)
-			}
-			return StartProc("caddy-"+side, env.Dir, bin, []string{"run", "--config", conf, "--adapter", "caddyfile"},
-				[]string{"GOMAXPROCS=1", "HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home})
+	return startSides(ctx, env, func(side, listen, upstream string) (*Proc, error) {
+		conf := filepath.Join(env.Dir, "Caddyfile-"+side)
+		_, port, _ := cutPort(listen)
+		if err := writeConf(caddyProtoConf, conf, map[string]any{
+			"Side": side, "Port": port, "Upstream": upstream, "PKI": env.PKI, "ServerName": pki.ServerName,
+		}); err != nil {
+			return nil, err
 		}
-	}
-	return startListening(ctx, portA, portB, start("b", portB, env.Echo), start("a", portA, portB))
+		home := filepath.Join(env.Dir, "caddy-"+side+"-home")
+		if err := os.MkdirAll(home, 0o700); err != nil {
+			return nil, fmt.Errorf("create caddy home: %w", err)
+		}
+		return StartProc("caddy-"+side, env.Dir, bin, []string{"run", "--config", conf, "--adapter", "caddyfile"},
+			[]string{"GOMAXPROCS=1", "HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home})
+	})
 }
 
 // Carries implements ProtoPeer: the Go pair carries all three (a TLS relay for TCP).
