@@ -7,7 +7,9 @@
 //
 // It is built on net/http's HTTP/2, which golang.org/x/net/http2's Server
 // and Transport are now deprecated in favour of (they wrap it from Go 1.27
-// on): same protocol code, no deprecated API.
+// on): same protocol code, no deprecated API. Both sides write through a
+// coalescingConn, which turns the frames net/http flushes one by one in a
+// burst (HEADERS, DATA, END_STREAM, trailers) into one write.
 //
 // When the proxy itself fails a request it answers in the caller's terms:
 // a gRPC client gets grpc-status UNAVAILABLE (14) with the reason in
@@ -136,7 +138,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 			s.hs.Serve(s.ln)
 		}()
 	})
-	tc := &trackedConn{Conn: c, closed: make(chan struct{}), vals: ctx}
+	tc := &trackedConn{Conn: newCoalescingConn(c), closed: make(chan struct{}), vals: ctx}
 	if !s.ln.push(tc) {
 		c.Close()
 		return
@@ -235,7 +237,7 @@ func NewTransport(addr string, dial Dialer) *http.Transport {
 			if err != nil {
 				return nil, &dialError{addr: addr, err: err}
 			}
-			return c, nil
+			return newCoalescingConn(c), nil
 		},
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: 30 * time.Second,
