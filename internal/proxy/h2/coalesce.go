@@ -2,6 +2,7 @@ package h2
 
 import (
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -82,6 +83,13 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 // parked per connection costs one goroutine start per burst and no idle
 // stack.
 func (c *coalescingConn) writeLoop() {
+	// Let the goroutines that are runnable finish their part of the burst
+	// first: net/http's HTTP/2 hands frames between its serve loop, the
+	// handler and the transport's request writer, and a handler reading a
+	// request body waits for the serve loop in between. With one CPU this
+	// turns a unary gRPC request's HEADERS+DATA and END_STREAM, written
+	// on both sides of such a wait, into one write.
+	runtime.Gosched()
 	c.mu.Lock()
 	for len(c.pending) > 0 && c.err == nil {
 		batch := c.pending
