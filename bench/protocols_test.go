@@ -2,8 +2,10 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,6 +41,60 @@ func TestQuickProtocols(t *testing.T) {
 	if err != nil {
 		t.Fatalf("protocols.Run: %v", err)
 	}
+	checkProtocolWindows(t, cfg, res, []string{protocols.HTTP2, protocols.GRPCUnary, protocols.GRPCStream, protocols.TCPBulk})
+}
+
+// TestQuickProtocolsRepetitions runs TCP bulk twice through the Go relay and both Weft pairs
+// and checks the order of the windows (direct first, the pairs rotated in the second
+// repetition), every byte, and that each row summarises both repetitions; no timing.
+func TestQuickProtocolsRepetitions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real proxy pairs; skipped with -short")
+	}
+	if err := (peer.Weft{}).Check(); err != nil {
+		t.Skipf("weft-proxy not buildable here: %v", err)
+	}
+	t.Cleanup(peer.RemoveBuilds)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := protocols.Quick(protocols.Config{
+		Kinds:  []string{protocols.TCPBulk},
+		Peers:  []string{"go-reverseproxy"},
+		Self:   self,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	cfg.Reps = 2
+	res, err := protocols.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("protocols.Run: %v", err)
+	}
+	checkProtocolWindows(t, cfg, res, []string{protocols.TCPBulk})
+	var got []string
+	for _, w := range res.Windows {
+		got = append(got, fmt.Sprintf("%d %s", w.Rep, w.Peer))
+	}
+	want := []string{
+		"1 direct", "1 go relay", "1 " + protocols.WeftMTLS, "1 " + protocols.WeftPlaintext,
+		"2 direct", "2 " + protocols.WeftMTLS, "2 " + protocols.WeftPlaintext, "2 go relay",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got windows in the order %q, want %q", got, want)
+	}
+	for _, row := range res.Rows {
+		if row.Windows != 2 || row.MBps.N != 2 || row.Errors != 0 {
+			t.Errorf("row %s: got %d windows, %d MB/s figures, %d errors; want 2, 2, 0", row.Peer, row.Windows, row.MBps.N, row.Errors)
+		}
+	}
+}
+
+// checkProtocolWindows checks that every kind ran cfg.Reps times directly, through both Weft
+// pairs and through at least one peer, every window without an error and with every byte back.
+func checkProtocolWindows(t *testing.T, cfg protocols.Config, res *protocols.Result, kinds []string) {
+	t.Helper()
 	for _, s := range res.Skipped {
 		switch s.Why {
 		case protocols.SkipFailed:
@@ -54,11 +110,11 @@ func TestQuickProtocols(t *testing.T) {
 		}
 		count[w.Protocol][w.Peer]++
 	}
-	for _, kind := range []string{protocols.HTTP2, protocols.GRPCUnary, protocols.GRPCStream, protocols.TCPBulk} {
+	for _, kind := range kinds {
 		peers := 0
 		for name, n := range count[kind] {
-			if n != 1 {
-				t.Errorf("%s: got %d windows through %s, want 1", kind, n, name)
+			if n != cfg.Reps {
+				t.Errorf("%s: got %d windows through %s, want %d", kind, n, name, cfg.Reps)
 			}
 			if name != protocols.Direct && name != protocols.WeftMTLS && name != protocols.WeftPlaintext {
 				peers++
@@ -74,7 +130,10 @@ func TestQuickProtocols(t *testing.T) {
 		}
 	}
 	for _, w := range res.Windows {
-		t.Run(w.Protocol+"/"+w.Peer, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/%d", w.Protocol, w.Peer, w.Rep), func(t *testing.T) {
+			if w.Rep < 1 || w.Rep > cfg.Reps {
+				t.Errorf("got repetition %d, want 1 to %d", w.Rep, cfg.Reps)
+			}
 			if w.Requests == 0 {
 				t.Errorf("got 0 requests, want some")
 			}
@@ -96,5 +155,8 @@ func TestQuickProtocols(t *testing.T) {
 				t.Errorf("got CPU %.3fs / %.3fs for proxies A / B, want above zero", w.CPUA, w.CPUB)
 			}
 		})
+	}
+	if len(res.Rows) == 0 {
+		t.Error("got no summary rows")
 	}
 }

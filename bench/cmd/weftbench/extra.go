@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"weft.dev/weft/bench/internal/controlplane"
 	"weft.dev/weft/bench/internal/peer"
 	"weft.dev/weft/bench/internal/protocols"
+	"weft.dev/weft/bench/internal/report"
 	"weft.dev/weft/bench/internal/role"
 )
 
@@ -58,9 +60,10 @@ func runControlPlane(ctx context.Context, spec string, changes int, memLimit, pr
 	}{started, rs}, func(w io.Writer) error { return controlplane.WriteMarkdown(w, rs) })
 }
 
-// runProtocols runs the protocol scenarios (kinds: comma-separated, or "all") at rate and writes
-// the tables to stdout and, with out set, <time>-protocols.{json,md} into out.
-func runProtocols(ctx context.Context, kinds, peers string, rate float64, conns int, d, warmup time.Duration, bulk int64, quick, verbose bool, out string) error {
+// runProtocols runs the protocol scenarios (kinds: comma-separated, or "all") with cfg and
+// writes the tables to stdout and, with out set, <time>-protocols.{json,md} into out. A run
+// stopped early (interrupted, or Weft failing) still prints and writes the windows measured.
+func runProtocols(ctx context.Context, cfg protocols.Config, kinds, peers string, verbose bool, out string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -69,8 +72,8 @@ func runProtocols(ctx context.Context, kinds, peers string, rate float64, conns 
 	if verbose {
 		level = slog.LevelInfo
 	}
-	cfg := protocols.Config{Rate: rate, Conns: conns, Duration: d, Warmup: warmup, BulkBytes: bulk, Self: self,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	cfg.Self = self
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if kinds != "all" {
 		cfg.Kinds = strings.Split(kinds, ",")
 	}
@@ -82,23 +85,54 @@ func runProtocols(ctx context.Context, kinds, peers string, rate float64, conns 
 			}
 		}
 	}
-	if quick {
-		cfg = protocols.Quick(cfg)
-	}
-	started := time.Now().UTC()
-	res, err := protocols.Run(ctx, cfg)
+	res, runErr := protocols.Run(ctx, cfg)
 	defer peer.RemoveBuilds()
-	if err != nil {
-		return err
+	if res == nil || len(res.Windows) == 0 {
+		return runErr
+	}
+	if runErr != nil {
+		fmt.Fprintf(os.Stderr, "weftbench: stopped early (%v); the figures below cover the windows measured so far\n", runErr)
 	}
 	if err := protocols.WriteMarkdown(os.Stdout, res); err != nil {
 		return err
 	}
-	return writeResults(out, started, "protocols", struct {
-		Started time.Time        `json:"started"`
-		Config  protocols.Config `json:"config"`
-		*protocols.Result
-	}{started, cfg, res}, func(w io.Writer) error { return protocols.WriteMarkdown(w, res) })
+	if err := writeResults(out, res.Started, "protocols", res, func(w io.Writer) error { return protocols.WriteMarkdown(w, res) }); err != nil {
+		return err
+	}
+	return runErr
+}
+
+// renderFile prints the markdown of a stored results file: an HTTP/1.1 run or a protocol run,
+// with or without repetitions.
+func renderFile(w io.Writer, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("-render: %w", err)
+	}
+	var probe struct {
+		Scenarios json.RawMessage `json:"scenarios"`
+		Windows   []struct {
+			Protocol string `json:"protocol"`
+		} `json:"windows"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return fmt.Errorf("-render %s: %w", file, err)
+	}
+	switch {
+	case len(probe.Windows) > 0 && probe.Windows[0].Protocol != "":
+		res, err := protocols.ReadJSON(bytes.NewReader(b))
+		if err != nil {
+			return fmt.Errorf("-render %s: %w", file, err)
+		}
+		return protocols.WriteMarkdown(w, res)
+	case probe.Scenarios != nil:
+		rep, err := report.ReadJSON(bytes.NewReader(b))
+		if err != nil {
+			return fmt.Errorf("-render %s: %w", file, err)
+		}
+		return rep.WriteMarkdown(w)
+	}
+	return fmt.Errorf("-render %s: neither an HTTP/1.1 run (\"scenarios\") nor a protocol run (\"windows\" with a \"protocol\")", file)
 }
 
 // writeResults writes v as <out>/<started>-<name>.json and the markdown md writes as .md.

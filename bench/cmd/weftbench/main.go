@@ -18,7 +18,7 @@ import (
 
 	"weft.dev/weft/bench/internal/harness"
 	"weft.dev/weft/bench/internal/peer"
-	"weft.dev/weft/bench/internal/report"
+	"weft.dev/weft/bench/internal/protocols"
 	"weft.dev/weft/bench/internal/role"
 )
 
@@ -41,7 +41,7 @@ func run() error {
 		thru     = flag.Duration("throughput", 10*time.Second, "closed-loop window per pair and repetition, after the rates (0: none)")
 		thruC    = flag.Int("throughput-c", 32, "connections of the closed-loop window")
 		peers    = flag.String("peers", "all", "comma-separated peers to compare with the direct baseline")
-		quick    = flag.Bool("quick", false, "smoke run: one 2s window at 1000 rps, one repetition")
+		quick    = flag.Bool("quick", false, "smoke run: one 2s window at 1000 rps, one repetition unless -reps is given")
 		quiet    = flag.Float64("quiet-below", 0.3, "before each window, wait until other processes use less than this many vCPU (0: do not wait)")
 		quietMax = flag.Duration("quiet-wait", 2*time.Minute, "longest wait for -quiet-below before measuring anyway")
 		retries  = flag.Int("retries", 2, "measure a window again, up to this many times, when other processes used more than -quiet-below during it")
@@ -56,6 +56,11 @@ func run() error {
 		slow     = flag.Duration("balance", 0, "instead of the pairs, measure Weft's balancer against round robin over three endpoints, one this much slower (e.g. 20ms)")
 	)
 	flag.Parse()
+	repsSet := false
+	flag.Visit(func(f *flag.Flag) { repsSet = repsSet || f.Name == "reps" })
+	if *reps < 1 {
+		return fmt.Errorf("-reps: %d is not a positive number of repetitions", *reps)
+	}
 	if *slow > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -80,7 +85,15 @@ func run() error {
 			}
 			rate = r
 		}
-		return runProtocols(ctx, *protos, *peers, rate, *conns, *duration, *warmup, *bulk<<20, *quick, *verbose, *out)
+		cfg := protocols.Config{Rate: rate, Conns: *conns, Duration: *duration, Warmup: *warmup, BulkBytes: *bulk << 20,
+			Reps: *reps, QuietBelow: *quiet, QuietWait: *quietMax, Retries: *retries}
+		if *quick {
+			cfg = protocols.Quick(cfg)
+			if repsSet {
+				cfg.Reps = *reps
+			}
+		}
+		return runProtocols(ctx, cfg, *protos, *peers, *verbose, *out)
 	}
 	if *cp != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -88,16 +101,7 @@ func run() error {
 		return runControlPlane(ctx, *cp, *changes, *cpLimit, *cpProf, *out)
 	}
 	if *render != "" {
-		f, err := os.Open(*render)
-		if err != nil {
-			return fmt.Errorf("-render: %w", err)
-		}
-		defer f.Close()
-		rep, err := report.ReadJSON(f)
-		if err != nil {
-			return fmt.Errorf("-render %s: %w", *render, err)
-		}
-		return rep.WriteMarkdown(os.Stdout)
+		return renderFile(os.Stdout, *render)
 	}
 	ps, err := peer.Select(*peers)
 	if err != nil {
@@ -122,6 +126,9 @@ func run() error {
 	}
 	if *quick {
 		cfg = harness.Quick(cfg)
+		if repsSet {
+			cfg.Reps = *reps
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

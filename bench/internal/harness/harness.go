@@ -24,6 +24,7 @@ import (
 	"weft.dev/weft/bench/internal/procstat"
 	"weft.dev/weft/bench/internal/report"
 	"weft.dev/weft/bench/internal/role"
+	"weft.dev/weft/bench/internal/schedule"
 )
 
 // Quick returns cfg turned into a smoke run: one short window at 1,000 rps, one repetition.
@@ -223,7 +224,7 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 	payload := bytes.Repeat([]byte("0123456789abcdef"), cfg.PayloadSize/16+1)[:cfg.PayloadSize]
 	for r := 1; r <= cfg.Reps; r++ {
 		for _, rate := range cfg.Rates {
-			for _, run := range order(pairs, r) {
+			for _, run := range schedule.Rotate(pairs, r) {
 				if err := ctx.Err(); err != nil {
 					return rep, err
 				}
@@ -243,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 		if cfg.Throughput <= 0 {
 			continue
 		}
-		for _, run := range order(pairs, r) {
+		for _, run := range schedule.Rotate(pairs, r) {
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
@@ -262,38 +263,19 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 	return rep, nil
 }
 
-// order keeps the baseline first and rotates the others by repetition, so no pair always runs
-// right after another one.
-func order(pairs []running, rep int) []running {
-	if len(pairs) <= 2 {
-		return pairs
-	}
-	rest := pairs[1:]
-	k := (rep - 1) % len(rest)
-	out := []running{pairs[0]}
-	out = append(out, rest[k:]...)
-	return append(out, rest[:k]...)
-}
-
 // measureQuiet measures a window and, when other processes used more than cfg.QuietBelow
 // vCPU during it, measures it again, up to cfg.Retries times; the quietest attempt counts.
 func measureQuiet(ctx context.Context, cfg Config, run running, payload []byte, rate float64, rep, echoPID int) (report.Scenario, error) {
-	var best report.Scenario
-	for attempt := 0; ; attempt++ {
-		s, err := measure(ctx, cfg, run, payload, rate, rep, echoPID)
-		if err != nil {
-			return s, err
-		}
-		if attempt == 0 || s.ForeignVCPU < best.ForeignVCPU {
-			best = s
-		}
-		best.Attempts = attempt + 1
-		if cfg.QuietBelow <= 0 || best.ForeignVCPU < cfg.QuietBelow || attempt >= cfg.Retries {
-			return best, nil
-		}
-		cfg.Logger.Info("window disturbed by other processes, measuring again", "peer", s.Peer, "rate", rate,
-			"foreign_vcpu", fmt.Sprintf("%.2f", s.ForeignVCPU))
-	}
+	s, attempts, err := schedule.Quietest(ctx, cfg.quiet(),
+		func() (report.Scenario, error) { return measure(ctx, cfg, run, payload, rate, rep, echoPID) },
+		func(s report.Scenario) float64 { return s.ForeignVCPU },
+		"peer", run.peer.Name(), "rate", rate)
+	s.Attempts = attempts
+	return s, err
+}
+
+func (c Config) quiet() schedule.Quiet {
+	return schedule.Quiet{Below: c.QuietBelow, Wait: c.QuietWait, Retries: c.Retries, Logger: c.Logger}
 }
 
 // measure runs one window at rate, or closed loop when rate is 0.
@@ -308,11 +290,7 @@ func measure(ctx context.Context, cfg Config, run running, payload []byte, rate 
 		return report.Scenario{}, err
 	}
 	defer gen.Close()
-	if cfg.QuietBelow > 0 {
-		if err := waitQuiet(ctx, cfg.QuietBelow, cfg.QuietWait); err != nil {
-			cfg.Logger.Warn("machine busy, measuring anyway", "peer", name, "rate", rate, "err", err)
-		}
-	}
+	cfg.quiet().Await(ctx, "peer", name, "rate", rate)
 	run1 := func(d time.Duration) load.Result {
 		if rate == 0 {
 			return gen.RunClosed(ctx, d)
@@ -339,65 +317,23 @@ func measure(ctx context.Context, cfg Config, run running, payload []byte, rate 
 		CPUA: (after.a.CPU - before.a.CPU).Seconds(), CPUB: (after.b.CPU - before.b.CPU).Seconds(),
 		CPUEcho: (after.echo.CPU - before.echo.CPU).Seconds(),
 		// What the rest of the machine used, in vCPU: other users of a shared machine.
-		ForeignVCPU: max(0, ((after.busy-before.busy)-(after.self.CPU-before.self.CPU)).Seconds()/res.Elapsed.Seconds()),
+		ForeignVCPU: after.use.Foreign(before.use, res.Elapsed),
 		RSSA:        after.a.RSS, RSSB: after.b.RSS, HWMA: after.a.HWM, HWMB: after.b.HWM,
 	}, nil
 }
 
-// waitQuiet returns once the machine, less this process tree, used under limit vCPU over one
-// second, or with an error after wait.
-func waitQuiet(ctx context.Context, limit float64, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	var last float64
-	for {
-		busy0, err := procstat.SystemBusy()
-		if err != nil {
-			return err
-		}
-		self0, err := procstat.Read(os.Getpid())
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-		busy1, err := procstat.SystemBusy()
-		if err != nil {
-			return err
-		}
-		self1, err := procstat.Read(os.Getpid())
-		if err != nil {
-			return err
-		}
-		last = ((busy1 - busy0) - (self1.CPU - self0.CPU)).Seconds() / time.Since(t0).Seconds()
-		if last < limit {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("other processes still used %.2f vCPU after waiting %s for under %.2f", last, wait, limit)
-		}
-	}
-}
-
 type stats struct {
 	a, b, echo procstat.Stat
-	// self is the harness's whole process tree: load generator, echo, every pair.
-	self procstat.Stat
-	// busy is the machine's busy CPU time.
-	busy time.Duration
+	// use is the machine's busy CPU time and the harness's whole process tree's (load
+	// generator, echo, every pair).
+	use schedule.Usage
 }
 
 func sample(pair *peer.Pair, echoPID int) (stats, error) {
 	var s stats
 	var err error
-	if s.busy, err = procstat.SystemBusy(); err != nil {
+	if s.use, err = schedule.Sample(); err != nil {
 		return s, err
-	}
-	if s.self, err = procstat.Read(os.Getpid()); err != nil {
-		return s, fmt.Errorf("harness: %w", err)
 	}
 	if s.echo, err = procstat.Read(echoPID); err != nil {
 		return s, fmt.Errorf("echo server: %w", err)

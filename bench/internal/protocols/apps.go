@@ -1,7 +1,8 @@
 // Package protocols measures the protocols other than HTTP/1.1 through a proxy pair and
 // directly: HTTP/2 (h2c from the client), gRPC unary and bidirectional streaming, and TCP bulk
 // throughput. It holds the applications (an h2c echo, a gRPC echo service, a TCP echo), the
-// paced load for request/response protocols and the bulk transfer.
+// paced load for request/response protocols and the bulk transfer, runs every path over several
+// repetitions (Run) and summarises them as the median, min and max of each figure (Summarise).
 //
 // Only the benchmark harness and its tests import protocols. Apps and the load functions are
 // safe to call concurrently.

@@ -34,8 +34,10 @@ const PayloadSize = 1024
 
 // Window is what one paced window or one bulk transfer measured.
 type Window struct {
-	Peer     string  `json:"peer"`
-	Protocol string  `json:"protocol"`
+	Peer     string `json:"peer"`
+	Protocol string `json:"protocol"`
+	// Rep is the repetition, from 1 (0 in files written before repetitions: their only one).
+	Rep      int     `json:"rep,omitempty"`
 	Rate     float64 `json:"rate,omitempty"`
 	Conns    int     `json:"conns"`
 	Seconds  float64 `json:"seconds"`
@@ -60,6 +62,11 @@ type Window struct {
 	CPUB float64 `json:"cpu_b_seconds,omitempty"`
 	RSSA uint64  `json:"rss_a,omitempty"`
 	RSSB uint64  `json:"rss_b,omitempty"`
+	// ForeignVCPU is the CPU processes outside the harness used during the window, in vCPU
+	// (the caller fills it); Attempts how many times the window was measured to find a quiet
+	// one.
+	ForeignVCPU float64 `json:"foreign_vcpu"`
+	Attempts    int     `json:"attempts,omitempty"`
 }
 
 // exchange sends one payload and checks the answer; bad reports a wrong answer (not an error).

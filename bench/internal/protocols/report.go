@@ -1,72 +1,236 @@
 package protocols
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
+
+	"weft.dev/weft/bench/internal/report"
 )
 
-// WriteMarkdown writes the run as tables: the paced request/response windows with latency added
-// over direct and each pair's cost, the bulk transfers, and the pairs not run with the reason.
-// Every peer row carries Weft's (mTLS pair's) figure divided by the peer's for the same
-// protocol: above 1 means Weft is slower or costs more.
-func WriteMarkdown(w io.Writer, r *Result) error {
-	direct := map[string]*Window{}
-	weft := map[string]*Window{}
-	for _, x := range r.Windows {
-		switch x.Peer {
-		case Direct:
-			direct[x.Protocol] = x
-		case WeftMTLS:
-			weft[x.Protocol] = x
-		}
+// Row is one path of one protocol summarised over the repetitions: every figure is the median
+// with min and max of its per-repetition values (report.RangeOf). Latency is added over the
+// direct window of the same repetition; the Weft ratios are the median of the per-repetition
+// ratios of Weft's (mTLS pair's) figure to this path's, a repetition counting only when both
+// figures are above zero (and, for added p99, the path's above 0.05 ms).
+type Row struct {
+	Protocol string  `json:"protocol"`
+	Peer     string  `json:"peer"`
+	Rate     float64 `json:"rate,omitempty"`
+	// Windows is how many repetitions measured this path; Errors sums errors and bad answers.
+	Windows  int          `json:"windows"`
+	Errors   int64        `json:"errors"`
+	Achieved report.Range `json:"achieved_rps"`
+	// Latency, ms: absolute, and added over direct (none for direct itself).
+	P50      report.Range `json:"p50_ms"`
+	P90      report.Range `json:"p90_ms"`
+	P99      report.Range `json:"p99_ms"`
+	AddedP50 report.Range `json:"added_p50_ms"`
+	AddedP90 report.Range `json:"added_p90_ms"`
+	AddedP99 report.Range `json:"added_p99_ms"`
+	// CPU per proxy per 1,000 achieved rps, in vCPU: the mean of A and B, and each.
+	CPUPer1k  report.Range `json:"vcpu_per_proxy_per_1k_rps"`
+	CPUPer1kA report.Range `json:"vcpu_a_per_1k_rps"`
+	CPUPer1kB report.Range `json:"vcpu_b_per_1k_rps"`
+	// VmRSS of A and B at the end of the window, MiB.
+	RSSA report.Range `json:"rss_a_mib"`
+	RSSB report.Range `json:"rss_b_mib"`
+	// Weft ÷ this path: CPU per 1,000 rps and added p99.
+	WeftCPU report.Range `json:"weft_cpu_ratio"`
+	WeftP99 report.Range `json:"weft_added_p99_ratio"`
+	// TCP bulk (transfers that completed): MB/s each way, seconds, CPU seconds per proxy per GB
+	// echoed (mean of A and B, and each), and Weft ÷ this for MB/s and CPU per GB.
+	MBps         report.Range `json:"mb_per_s"`
+	Seconds      report.Range `json:"seconds"`
+	CPUPerGB     report.Range `json:"cpu_seconds_per_proxy_per_gb"`
+	CPUPerGBA    report.Range `json:"cpu_seconds_a_per_gb"`
+	CPUPerGBB    report.Range `json:"cpu_seconds_b_per_gb"`
+	WeftMBps     report.Range `json:"weft_mb_per_s_ratio"`
+	WeftCPUPerGB report.Range `json:"weft_cpu_per_gb_ratio"`
+}
+
+// minAddedP99 is the smallest added p99 (ms) a latency ratio divides by.
+const minAddedP99 = 0.05
+
+// rep is w's repetition; files written before repetitions have one window per path, rep 0.
+func (w *Window) rep() int { return max(w.Rep, 1) }
+
+// Summarise derives Rows from Windows: one per protocol and path, in the order they first ran
+// (repetition 1 runs the paths in their configured order).
+func (r *Result) Summarise() {
+	type key struct {
+		proto, peer string
+		rep         int
 	}
-	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
-	ratio := func(num, den float64) string {
-		if den <= 0 || num <= 0 {
-			return "—"
+	byKey := map[key]*Window{}
+	var order []key
+	for _, w := range r.Windows {
+		k := key{w.Protocol, w.Peer, 0}
+		if !slices.Contains(order, k) {
+			order = append(order, k)
 		}
-		return fmt.Sprintf("%.2f×", num/den)
+		k.rep = w.rep()
+		byKey[k] = w
 	}
-	var b strings.Builder
-	b.WriteString("| protocol | path | rate (achieved) | errors | p50 / p90 / p99 (ms) | added p50 / p90 / p99 over direct (ms) | vCPU per proxy per 1,000 rps: mean (A / B) | VmRSS A / B (MiB) | Weft ÷ this: CPU | Weft ÷ this: added p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, x := range r.Windows {
-		if x.Protocol == TCPBulk {
-			continue
+	ratio := func(num, den float64) (float64, bool) { return num / den, num > 0 && den > 0 }
+	r.Rows = nil
+	for _, k := range order {
+		row := Row{Protocol: k.proto, Peer: k.peer}
+		var achieved, p50, p90, p99, d50, d90, d99, cpu, cpuA, cpuB, rssA, rssB, wCPU, wP99 []float64
+		var mbps, secs, gb, gbA, gbB, wMB, wGB []float64
+		mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
+		reps := map[int]bool{}
+		for _, w := range r.Windows {
+			if w.Protocol == k.proto && w.Peer == k.peer {
+				reps[w.rep()] = true
+			}
 		}
-		added, cpu, rss, rcpu, rp99 := "—", "—", "—", "—", "—"
-		d := direct[x.Protocol]
-		if d != nil && x.Peer != Direct {
-			added = fmt.Sprintf("%+.3f / %+.3f / %+.3f", x.P50-d.P50, x.P90-d.P90, x.P99-d.P99)
-		}
-		if x.Peer != Direct && x.Achieved > 0 {
-			cpu = fmt.Sprintf("%.3f (%.3f / %.3f)", x.cpuPer1k(), x.cpuPer(x.CPUA), x.cpuPer(x.CPUB))
-			rss = fmt.Sprintf("%.1f / %.1f", mib(x.RSSA), mib(x.RSSB))
-			if wf := weft[x.Protocol]; wf != nil && !strings.HasPrefix(x.Peer, "weft") {
-				rcpu = ratio(wf.cpuPer1k(), x.cpuPer1k())
-				if d != nil {
-					rp99 = ratio(wf.P99-d.P99, x.P99-d.P99)
+		for _, rep := range slices.Sorted(maps.Keys(reps)) {
+			w := byKey[key{k.proto, k.peer, rep}]
+			direct := byKey[key{k.proto, Direct, rep}]
+			weft := byKey[key{k.proto, WeftMTLS, rep}]
+			peerRow := k.peer != Direct && !strings.HasPrefix(k.peer, "weft")
+			row.Windows++
+			row.Errors += w.Errors + w.BadBodies
+			row.Rate = w.Rate
+			if k.proto == TCPBulk {
+				if w.Errors > 0 || w.MBps <= 0 {
+					continue // a transfer that failed has no rate
+				}
+				mbps, secs = append(mbps, w.MBps), append(secs, w.Seconds)
+				if k.peer == Direct {
+					continue
+				}
+				gb, gbA, gbB = append(gb, w.cpuPerGB()), append(gbA, w.perGB(w.CPUA)), append(gbB, w.perGB(w.CPUB))
+				rssA, rssB = append(rssA, mib(w.RSSA)), append(rssB, mib(w.RSSB))
+				if weft != nil && peerRow && weft.Errors == 0 {
+					if v, ok := ratio(weft.MBps, w.MBps); ok {
+						wMB = append(wMB, v)
+					}
+					if v, ok := ratio(weft.cpuPerGB(), w.cpuPerGB()); ok {
+						wGB = append(wGB, v)
+					}
+				}
+				continue
+			}
+			achieved = append(achieved, w.Achieved)
+			p50, p90, p99 = append(p50, w.P50), append(p90, w.P90), append(p99, w.P99)
+			if k.peer == Direct {
+				continue
+			}
+			if direct != nil {
+				d50, d90, d99 = append(d50, w.P50-direct.P50), append(d90, w.P90-direct.P90), append(d99, w.P99-direct.P99)
+			}
+			if w.Achieved > 0 {
+				cpu, cpuA, cpuB = append(cpu, w.cpuPer1k()), append(cpuA, w.cpuPer(w.CPUA)), append(cpuB, w.cpuPer(w.CPUB))
+				rssA, rssB = append(rssA, mib(w.RSSA)), append(rssB, mib(w.RSSB))
+			}
+			if weft != nil && peerRow {
+				if v, ok := ratio(weft.cpuPer1k(), w.cpuPer1k()); ok {
+					wCPU = append(wCPU, v)
+				}
+				// As in the HTTP/1.1 table, no latency ratio against an added p99 within
+				// 0.05 ms of zero: it would only measure noise.
+				if direct != nil && w.P99-direct.P99 > minAddedP99 {
+					if v, ok := ratio(weft.P99-direct.P99, w.P99-direct.P99); ok {
+						wP99 = append(wP99, v)
+					}
 				}
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f (%.0f) | %d | %.3f / %.3f / %.3f | %s | %s | %s | %s | %s |\n",
-			x.Protocol, x.Peer, x.Rate, x.Achieved, x.Errors+x.BadBodies, x.P50, x.P90, x.P99, added, cpu, rss, rcpu, rp99)
+		of := report.RangeOf
+		row.Achieved, row.P50, row.P90, row.P99 = of(achieved), of(p50), of(p90), of(p99)
+		row.AddedP50, row.AddedP90, row.AddedP99 = of(d50), of(d90), of(d99)
+		row.CPUPer1k, row.CPUPer1kA, row.CPUPer1kB = of(cpu), of(cpuA), of(cpuB)
+		row.RSSA, row.RSSB, row.WeftCPU, row.WeftP99 = of(rssA), of(rssB), of(wCPU), of(wP99)
+		row.MBps, row.Seconds, row.CPUPerGB, row.CPUPerGBA, row.CPUPerGBB = of(mbps), of(secs), of(gb), of(gbA), of(gbB)
+		row.WeftMBps, row.WeftCPUPerGB = of(wMB), of(wGB)
+		r.Rows = append(r.Rows, row)
 	}
-	b.WriteString("\n| TCP bulk, one connection, echoed | MB/s each way | seconds | vCPU-s per proxy per GB echoed: mean (A / B) | VmRSS A / B (MiB) | Weft ÷ this: MB/s | Weft ÷ this: CPU per GB | errors |\n|---|---|---|---|---|---|---|---|\n")
-	for _, x := range r.Windows {
-		if x.Protocol != TCPBulk {
+}
+
+// ReadJSON reads a results file of the protocol scenarios (with or without repetitions) and
+// summarises it again, so that a stored run is rendered with the current arithmetic.
+func ReadJSON(rd io.Reader) (*Result, error) {
+	var r Result
+	if err := json.NewDecoder(rd).Decode(&r); err != nil {
+		return nil, fmt.Errorf("decode protocol results: %w", err)
+	}
+	if len(r.Windows) == 0 {
+		return nil, fmt.Errorf("decode protocol results: no windows")
+	}
+	for i, w := range r.Windows {
+		if w == nil || w.Protocol == "" || w.Peer == "" {
+			return nil, fmt.Errorf("decode protocol results: window %d has no protocol or peer", i)
+		}
+	}
+	r.Summarise()
+	return &r, nil
+}
+
+// WriteMarkdown writes the run as tables: the paced request/response paths with latency added
+// over direct and each pair's cost, the bulk transfers, and the pairs not run with the reason.
+// Every peer row carries Weft's (mTLS pair's) figure divided by the peer's for the same
+// protocol: above 1 means Weft is slower or costs more. Each cell is the median (min–max)
+// across repetitions. Rows are summarised from the windows when r has none.
+func WriteMarkdown(w io.Writer, r *Result) error {
+	if r.Rows == nil {
+		r.Summarise()
+	}
+	var b strings.Builder
+	r.writeHeader(&b)
+	times := func(x report.Range) string {
+		switch x.N {
+		case 0:
+			return "—"
+		case 1:
+			return fmt.Sprintf("%.2f×", x.Median)
+		}
+		return fmt.Sprintf("%.2f× (%.2f–%.2f)", x.Median, x.Min, x.Max)
+	}
+	pair := func(a, b report.Range, prec int) string {
+		if a.N == 0 && b.N == 0 {
+			return "—"
+		}
+		return a.Format(prec) + " / " + b.Format(prec)
+	}
+	reps := max(r.Config.Reps, 1)
+	name := func(row Row) string {
+		if row.Windows < reps {
+			return fmt.Sprintf("%s (%d of %d repetitions)", row.Peer, row.Windows, reps)
+		}
+		return row.Peer
+	}
+	b.WriteString("| protocol | path | rate (achieved) | errors | p50 / p90 / p99 (ms) | added p50 (ms) | added p90 (ms) | added p99 (ms) | vCPU per proxy per 1,000 rps | A / B | VmRSS A / B (MiB) | Weft ÷ this: CPU | Weft ÷ this: added p99 |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, row := range r.Rows {
+		if row.Protocol == TCPBulk {
 			continue
 		}
-		cpu, rss, rmb, rcpu := "—", "—", "—", "—"
-		if x.Peer != Direct {
-			cpu = fmt.Sprintf("%.2f (%.2f / %.2f)", x.cpuPerGB(), x.perGB(x.CPUA), x.perGB(x.CPUB))
-			rss = fmt.Sprintf("%.1f / %.1f", mib(x.RSSA), mib(x.RSSB))
-			if wf := weft[TCPBulk]; wf != nil && !strings.HasPrefix(x.Peer, "weft") {
-				rmb, rcpu = ratio(wf.MBps, x.MBps), ratio(wf.cpuPerGB(), x.cpuPerGB())
-			}
+		ab := "—"
+		if row.CPUPer1k.N > 0 {
+			ab = fmt.Sprintf("%.3f / %.3f", row.CPUPer1kA.Median, row.CPUPer1kB.Median)
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %s | %s | %d |\n", x.Peer, x.MBps, x.Seconds, cpu, rss, rmb, rcpu, x.Errors+x.BadBodies)
+		fmt.Fprintf(&b, "| %s | %s | %.0f (%.0f) | %d | %.3f / %.3f / %.3f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			row.Protocol, name(row), row.Rate, row.Achieved.Median, row.Errors, row.P50.Median, row.P90.Median, row.P99.Median,
+			row.AddedP50.Format(3), row.AddedP90.Format(3), row.AddedP99.Format(3),
+			row.CPUPer1k.Format(3), ab, pair(row.RSSA, row.RSSB, 1), times(row.WeftCPU), times(row.WeftP99))
+	}
+	b.WriteString("\n| TCP bulk, one connection, echoed | MB/s each way | seconds | vCPU-s per proxy per GB echoed | A / B | VmRSS A / B (MiB) | Weft ÷ this: MB/s | Weft ÷ this: CPU per GB | errors |\n" +
+		"|---|---|---|---|---|---|---|---|---|\n")
+	for _, row := range r.Rows {
+		if row.Protocol != TCPBulk {
+			continue
+		}
+		ab := "—"
+		if row.CPUPerGB.N > 0 {
+			ab = fmt.Sprintf("%.2f / %.2f", row.CPUPerGBA.Median, row.CPUPerGBB.Median)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name(row), row.MBps.Format(0), row.Seconds.Format(2),
+			row.CPUPerGB.Format(2), ab, pair(row.RSSA, row.RSSB, 1), times(row.WeftMBps), times(row.WeftCPUPerGB), row.Errors)
 	}
 	if len(r.Skipped) > 0 {
 		b.WriteString("\n| protocol | pair not run | why |\n|---|---|---|\n")
@@ -92,6 +256,46 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeHeader says how the run was made: load, repetitions, and the CPU other processes used.
+func (r *Result) writeHeader(b *strings.Builder) {
+	c := r.Config
+	if !r.Started.IsZero() {
+		fmt.Fprintf(b, "Run of %s. ", r.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	}
+	if c.Rate > 0 {
+		fmt.Fprintf(b, "Request/response: open loop at %.0f rps over %d workers, %d B each way, %s per window after %s warm-up; ",
+			c.Rate, c.Conns, PayloadSize, c.Duration, c.Warmup)
+	}
+	if c.BulkBytes > 0 {
+		fmt.Fprintf(b, "TCP bulk: %d MiB echoed through one connection. ", c.BulkBytes>>20)
+	}
+	if c.Reps == 0 {
+		b.WriteString("One window per path (a run from before repetitions).")
+	} else {
+		fmt.Fprintf(b, "%d repetition(s); in each, every protocol directly first, then through every pair in an order rotated per repetition. "+
+			"Added latency is over the direct window of the same repetition; each cell is the median (min–max) across repetitions, "+
+			"the p50 / p90 / p99 column and the A / B split medians only; Weft ÷ this is the median (min–max) of the per-repetition ratios of Weft's (mTLS pair's) figure to the path's "+
+			"(none against an added p99 under 0.05 ms).", c.Reps)
+		if c.Quick {
+			b.WriteString(" Quick mode: not a measurement.")
+		}
+		var foreign []float64
+		retried := 0
+		for _, w := range r.Windows {
+			foreign = append(foreign, w.ForeignVCPU)
+			retried += max(w.Attempts-1, 0)
+		}
+		if f := report.RangeOf(foreign); f.N > 0 {
+			fmt.Fprintf(b, "\n\nCPU used outside the benchmark during the windows (other work on the machine): median %.2f vCPU (%.2f–%.2f)", f.Median, f.Min, f.Max)
+			if c.QuietBelow > 0 {
+				fmt.Fprintf(b, "; each window waited up to %s for under %.2f and %d window(s) were measured again", c.QuietWait, c.QuietBelow, retried)
+			}
+			b.WriteString(".")
+		}
+	}
+	b.WriteString("\n\n")
 }
 
 // cpuPer is c CPU seconds per second of the window per 1,000 achieved rps.

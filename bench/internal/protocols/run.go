@@ -12,6 +12,7 @@ import (
 	"weft.dev/weft/bench/internal/peer"
 	"weft.dev/weft/bench/internal/pki"
 	"weft.dev/weft/bench/internal/procstat"
+	"weft.dev/weft/bench/internal/schedule"
 	"weft.dev/weft/internal/config"
 )
 
@@ -39,21 +40,43 @@ type Config struct {
 	Warmup   time.Duration
 	// BulkBytes sent (and echoed) through one connection by TCPBulk.
 	BulkBytes int64
-	// Self is the harness's executable; Logger receives progress (never nil).
+	// Reps is the number of repetitions; 0 means 1. Each runs every kind directly, then through
+	// every pair in an order rotated per repetition (schedule.Rotate).
+	Reps int
+	// QuietBelow makes each window wait (at most QuietWait, 0 meaning 2 minutes) until the rest
+	// of the machine uses less than this many vCPU, and measures a window again, up to Retries
+	// times, when other processes used more during it; 0 turns both off (see schedule.Quiet).
+	QuietBelow float64
+	QuietWait  time.Duration
+	Retries    int
+	// Quick marks a smoke run.
+	Quick bool
+	// Self is the harness's executable; Logger receives progress (nil: discard).
 	Self   string       `json:"-"`
 	Logger *slog.Logger `json:"-"`
 }
 
-// Quick is a smoke configuration: short windows, a small transfer.
+// Quick is a smoke configuration: one repetition of short windows, a small transfer, no wait
+// for a quiet machine.
 func Quick(cfg Config) Config {
 	cfg.Rate, cfg.Conns, cfg.Duration, cfg.Warmup, cfg.BulkBytes = 200, 4, time.Second, 0, 8<<20
+	cfg.Reps, cfg.QuietBelow, cfg.Quick = 1, 0, true
 	return cfg
 }
 
-// Result is a run: the measured windows, in order, and the pairs not measured.
+func (c Config) quiet() schedule.Quiet {
+	return schedule.Quiet{Below: c.QuietBelow, Wait: c.QuietWait, Retries: c.Retries, Logger: c.Logger}
+}
+
+// Result is a run: how it was made, the measured windows in order, their summary, and the
+// pairs not measured.
 type Result struct {
+	Started time.Time `json:"started"`
+	Config  Config    `json:"config"`
 	Windows []*Window `json:"windows"`
-	Skipped []Skip    `json:"skipped,omitempty"`
+	// Rows summarise Windows per protocol and path (Summarise).
+	Rows    []Row  `json:"rows,omitempty"`
+	Skipped []Skip `json:"skipped,omitempty"`
 	// Versions of what ran, by peer name.
 	Versions map[string]string `json:"versions"`
 }
@@ -63,7 +86,8 @@ type Skip struct {
 	Protocol string `json:"protocol"`
 	Peer     string `json:"peer"`
 	// Why: SkipUnsupported (the peer cannot carry the protocol), SkipNotInstalled or
-	// SkipFailed (it did not start, or failed its checks).
+	// SkipFailed (it did not start, or failed its checks; not tried again in later
+	// repetitions).
 	Why    string `json:"why"`
 	Reason string `json:"reason"`
 }
@@ -114,9 +138,19 @@ func selectPeers(names []string) ([]peer.ProtoPeer, error) {
 	return out, nil
 }
 
-// Run measures every kind directly, through every selected peer pair that can carry it, and
-// through a Weft pair over mutual TLS and over plaintext. A peer that cannot carry a kind, is
+// path is one way a kind runs: directly (p nil) or through p's pair.
+type path struct {
+	name string
+	p    peer.Peer
+}
+
+// Run measures every kind, cfg.Reps times: each repetition runs it directly, then through
+// every selected peer pair that can carry it and through a Weft pair over mutual TLS and over
+// plaintext, the pairs in an order rotated per repetition. A peer that cannot carry a kind, is
 // not installed or fails to start is listed in Result.Skipped; Weft failing is an error.
+//
+// When ctx ends or Weft fails, Run returns the windows measured so far, summarised, with the
+// error.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if len(cfg.Kinds) == 0 {
 		cfg.Kinds = []string{HTTP2, GRPCUnary, GRPCStream, TCPBulk}
@@ -125,6 +159,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if _, ok := routes[kind]; !ok {
 			return nil, fmt.Errorf("unknown protocol scenario %q (want %s, %s, %s or %s)", kind, HTTP2, GRPCUnary, GRPCStream, TCPBulk)
 		}
+	}
+	if cfg.Reps <= 0 {
+		cfg.Reps = 1
+	}
+	if cfg.QuietBelow > 0 && cfg.QuietWait <= 0 {
+		cfg.QuietWait = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	peers, err := selectPeers(cfg.Peers)
 	if err != nil {
@@ -147,51 +190,68 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Versions: map[string]string{}}
+	res := &Result{Started: time.Now().UTC(), Config: cfg, Versions: map[string]string{}}
+	defer res.Summarise()
 	res.Versions[WeftMTLS] = peer.Weft{}.Version(ctx)
 	for _, p := range peers {
 		if p.Check() == nil {
 			res.Versions[p.Name()] = p.Version(ctx)
 		}
 	}
+	skip := func(kind, name, why string, err error) {
+		cfg.Logger.Warn("pair not run", "protocol", kind, "peer", name, "why", why, "reason", err)
+		res.Skipped = append(res.Skipped, Skip{Protocol: kind, Peer: name, Why: why, Reason: err.Error()})
+	}
+	plans := map[string][]path{}
 	for _, kind := range cfg.Kinds {
-		rt := routes[kind]
-		w, err := measure(ctx, cfg, kind, nil, rt, apps, dir, files)
-		if err != nil {
-			return res, fmt.Errorf("%s direct: %w", kind, err)
-		}
-		res.add(cfg, w, kind, Direct)
+		proto := routes[kind].proto
+		plan := []path{{name: Direct}}
 		for _, p := range peers {
-			name := peer.ProtocolName(p, rt.proto)
-			skip := func(why string, err error) {
-				cfg.Logger.Warn("pair not run", "protocol", kind, "peer", name, "why", why, "reason", err)
-				res.Skipped = append(res.Skipped, Skip{Protocol: kind, Peer: name, Why: why, Reason: err.Error()})
-			}
-			if err := p.Carries(rt.proto); err != nil {
-				skip(SkipUnsupported, err)
+			name := peer.ProtocolName(p, proto)
+			if err := p.Carries(proto); err != nil {
+				skip(kind, name, SkipUnsupported, err)
 				continue
 			}
 			if err := p.Check(); err != nil {
-				skip(SkipNotInstalled, err)
+				skip(kind, name, SkipNotInstalled, err)
 				continue
 			}
-			w, err := measure(ctx, cfg, kind, p, rt, apps, dir, files)
-			if err != nil {
-				if ctx.Err() != nil {
-					return res, err
-				}
-				skip(SkipFailed, err)
-				continue
-			}
-			res.add(cfg, w, kind, name)
+			plan = append(plan, path{name, p})
 		}
 		for _, mtls := range []bool{true, false} {
-			wp := peer.Weft{MTLS: mtls, Protocol: rt.proto}
-			w, err := measure(ctx, cfg, kind, wp, rt, apps, dir, files)
-			if err != nil {
-				return res, fmt.Errorf("%s through %s: %w", kind, wp.Name(), err)
+			wp := peer.Weft{MTLS: mtls, Protocol: proto}
+			plan = append(plan, path{wp.Name(), wp})
+		}
+		plans[kind] = plan
+	}
+	failed := map[[2]string]bool{}
+	for rep := 1; rep <= cfg.Reps; rep++ {
+		for _, kind := range cfg.Kinds {
+			for _, pt := range schedule.Rotate(plans[kind], rep) {
+				if failed[[2]string{kind, pt.name}] {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					return res, err
+				}
+				w, err := measure(ctx, cfg, kind, pt, routes[kind], apps, dir, files, rep)
+				if err == nil {
+					err = ctx.Err() // a window cut short is not a measurement
+				}
+				if err != nil {
+					_, weft := pt.p.(peer.Weft)
+					switch {
+					case ctx.Err() != nil:
+						return res, err
+					case pt.p == nil || weft:
+						return res, fmt.Errorf("%s through %s, repetition %d: %w", kind, pt.name, rep, err)
+					}
+					skip(kind, pt.name, SkipFailed, fmt.Errorf("repetition %d: %w", rep, err))
+					failed[[2]string{kind, pt.name}] = true
+					continue
+				}
+				res.add(cfg, w, kind, pt.name)
 			}
-			res.add(cfg, w, kind, wp.Name())
 		}
 	}
 	return res, nil
@@ -199,14 +259,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 func (r *Result) add(cfg Config, w *Window, kind, name string) {
 	w.Peer = name
-	cfg.Logger.Info("protocol window", "protocol", kind, "peer", name, "requests", w.Requests, "errors", w.Errors,
-		"p50_ms", w.P50, "p99_ms", w.P99, "mb_per_s", w.MBps)
+	cfg.Logger.Info("protocol window", "protocol", kind, "peer", name, "rep", w.Rep, "requests", w.Requests, "errors", w.Errors,
+		"p50_ms", w.P50, "p99_ms", w.P99, "mb_per_s", w.MBps, "foreign_vcpu", fmt.Sprintf("%.2f", w.ForeignVCPU))
 	r.Windows = append(r.Windows, w)
 }
 
-// measure runs one window of kind directly (p nil) or through p's pair.
-func measure(ctx context.Context, cfg Config, kind string, p peer.Peer, rt route, apps *Apps, dir string, files pki.Files) (*Window, error) {
+// measure starts pt's pair for kind (none for the direct path), checks it, and measures one
+// window through it: again, up to cfg.Retries times, when other processes disturbed it.
+func measure(ctx context.Context, cfg Config, kind string, pt path, rt route, apps *Apps, dir string, files pki.Files, rep int) (*Window, error) {
 	addr := rt.app(apps)
+	p, name := pt.p, pt.name
 	var pair *peer.Pair
 	if p != nil {
 		pdir, err := os.MkdirTemp(dir, "pair-")
@@ -235,6 +297,31 @@ func measure(ctx context.Context, cfg Config, kind string, p peer.Peer, rt route
 			}
 		}
 	}
+	q := cfg.quiet()
+	w, attempts, err := schedule.Quietest(ctx, q,
+		func() (*Window, error) { return window(ctx, cfg, q, kind, addr, pair, name, rep) },
+		func(w *Window) float64 { return w.ForeignVCPU },
+		"protocol", kind, "peer", name, "rep", rep)
+	if err != nil {
+		return nil, err
+	}
+	w.Rep, w.Attempts = rep, attempts
+	if _, weft := p.(peer.Weft); weft {
+		metric := "weft_requests_total"
+		if kind == TCPBulk {
+			metric = "weft_tcp_open_total"
+		}
+		if err := peer.CheckInboundTLS(ctx, pair.BAdmin, metric, !pair.Plaintext); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// window waits for a quiet machine, warms the path up and measures one window of kind at addr,
+// with the CPU of the pair's proxies (pair nil: direct) and of the rest of the machine.
+func window(ctx context.Context, cfg Config, q schedule.Quiet, kind, addr string, pair *peer.Pair, name string, rep int) (*Window, error) {
+	q.Await(ctx, "protocol", kind, "peer", name, "rep", rep)
 	if cfg.Warmup > 0 && kind != TCPBulk {
 		if _, err := Paced(ctx, kind, addr, cfg.Rate, cfg.Conns, cfg.Warmup); err != nil {
 			return nil, err
@@ -242,11 +329,16 @@ func measure(ctx context.Context, cfg Config, kind string, p peer.Peer, rt route
 	}
 	var before [2]procstat.Stat
 	if pair != nil {
-		before[0], _ = procstat.Read(pair.A.PID)
-		before[1], _ = procstat.Read(pair.B.PID)
+		var err error
+		if before, err = readPair(pair); err != nil {
+			return nil, err
+		}
+	}
+	use0, err := schedule.Sample()
+	if err != nil {
+		return nil, err
 	}
 	var w *Window
-	var err error
 	if kind == TCPBulk {
 		w, err = Bulk(ctx, addr, cfg.BulkBytes)
 		if w != nil && err != nil {
@@ -258,20 +350,30 @@ func measure(ctx context.Context, cfg Config, kind string, p peer.Peer, rt route
 	if err != nil {
 		return nil, err
 	}
+	use1, err := schedule.Sample()
+	if err != nil {
+		return nil, err
+	}
+	w.ForeignVCPU = use1.Foreign(use0, 0)
 	if pair != nil {
-		a, _ := procstat.Read(pair.A.PID)
-		b, _ := procstat.Read(pair.B.PID)
-		w.CPUA, w.CPUB = (a.CPU - before[0].CPU).Seconds(), (b.CPU - before[1].CPU).Seconds()
-		w.RSSA, w.RSSB = a.RSS, b.RSS
-		if _, weft := p.(peer.Weft); weft {
-			metric := "weft_requests_total"
-			if kind == TCPBulk {
-				metric = "weft_tcp_open_total"
-			}
-			if err := peer.CheckInboundTLS(ctx, pair.BAdmin, metric, !pair.Plaintext); err != nil {
-				return nil, err
-			}
+		after, err := readPair(pair)
+		if err != nil {
+			return nil, err
 		}
+		w.CPUA, w.CPUB = (after[0].CPU - before[0].CPU).Seconds(), (after[1].CPU - before[1].CPU).Seconds()
+		w.RSSA, w.RSSB = after[0].RSS, after[1].RSS
 	}
 	return w, nil
+}
+
+// readPair reads the CPU and memory of the pair's proxies A and B.
+func readPair(pair *peer.Pair) ([2]procstat.Stat, error) {
+	var s [2]procstat.Stat
+	for i, pr := range []*peer.Proc{pair.A, pair.B} {
+		var err error
+		if s[i], err = procstat.Read(pr.PID); err != nil {
+			return s, fmt.Errorf("proxy %s exited? %w; log %s: %s", pr.Name, err, pr.Log, pr.Tail())
+		}
+	}
+	return s, nil
 }

@@ -138,7 +138,9 @@ type Range struct {
 	N      int     `json:"n"`
 }
 
-func rangeOf(v []float64) Range {
+// RangeOf is the median, min and max of v (the mean of the middle two for an even count);
+// with no values, all three are NaN and N is 0.
+func RangeOf(v []float64) Range {
 	if len(v) == 0 {
 		return Range{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
 	}
@@ -149,6 +151,30 @@ func rangeOf(v []float64) Range {
 		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
 	return Range{Median: m, Min: s[0], Max: s[len(s)-1], N: len(s)}
+}
+
+// MarshalJSON writes NaN (no data) as zero, which encoding/json cannot encode; N tells them
+// apart.
+func (r Range) MarshalJSON() ([]byte, error) {
+	type plain Range
+	for _, f := range []*float64{&r.Median, &r.Min, &r.Max} {
+		if math.IsNaN(*f) || math.IsInf(*f, 0) {
+			*f = 0
+		}
+	}
+	return json.Marshal(plain(r))
+}
+
+// Format writes the range as "median (min–max)" with prec decimals, only the median for one
+// value, and "—" for none.
+func (r Range) Format(prec int) string {
+	if r.N == 0 {
+		return "—"
+	}
+	if r.N == 1 {
+		return fmt.Sprintf("%.*f", prec, r.Median)
+	}
+	return fmt.Sprintf("%.*f (%.*f–%.*f)", prec, r.Median, prec, r.Min, prec, r.Max)
 }
 
 // Row is the summary of one peer at one rate.
@@ -220,7 +246,7 @@ func (r *Report) Summarise() {
 		if len(rps) == 0 {
 			continue
 		}
-		row.RPS, row.PerCPUSecond, row.PerCPUvsRef = rangeOf(rps), rangeOf(per), rangeOf(vs)
+		row.RPS, row.PerCPUSecond, row.PerCPUvsRef = RangeOf(rps), RangeOf(per), RangeOf(vs)
 		r.Throughput = append(r.Throughput, row)
 	}
 	r.Rows = nil
@@ -262,9 +288,9 @@ func (r *Report) Summarise() {
 					}
 				}
 			}
-			row.AddedP50, row.AddedP90, row.AddedP99, row.AddedP999 = rangeOf(d50), rangeOf(d90), rangeOf(d99), rangeOf(d999)
-			row.CPUPer1k, row.RSSLoadMiB, row.HWMMiB = rangeOf(cpu), rangeOf(rss), rangeOf(hwm)
-			row.CPUvsRef = rangeOf(cpuRef)
+			row.AddedP50, row.AddedP90, row.AddedP99, row.AddedP999 = RangeOf(d50), RangeOf(d90), RangeOf(d99), RangeOf(d999)
+			row.CPUPer1k, row.RSSLoadMiB, row.HWMMiB = RangeOf(cpu), RangeOf(rss), RangeOf(hwm)
+			row.CPUvsRef = RangeOf(cpuRef)
 			r.Rows = append(r.Rows, row)
 		}
 	}
@@ -317,34 +343,7 @@ func ReadJSON(rd io.Reader) (*Report, error) {
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(jsonSafe(r))
-}
-
-// jsonSafe replaces NaN (no data) with zero, which encoding/json cannot encode.
-func jsonSafe(r *Report) *Report {
-	c := *r
-	c.Rows = slices.Clone(r.Rows)
-	c.Throughput = slices.Clone(r.Throughput)
-	for i := range c.Throughput {
-		for _, rg := range []*Range{&c.Throughput[i].RPS, &c.Throughput[i].PerCPUSecond, &c.Throughput[i].PerCPUvsRef} {
-			for _, f := range []*float64{&rg.Median, &rg.Min, &rg.Max} {
-				if math.IsNaN(*f) {
-					*f = 0
-				}
-			}
-		}
-	}
-	for i := range c.Rows {
-		for _, rg := range []*Range{&c.Rows[i].AddedP50, &c.Rows[i].AddedP90, &c.Rows[i].AddedP99, &c.Rows[i].AddedP999,
-			&c.Rows[i].CPUPer1k, &c.Rows[i].RSSLoadMiB, &c.Rows[i].HWMMiB, &c.Rows[i].CPUvsRef, &c.Rows[i].P99vsRef} {
-			for _, f := range []*float64{&rg.Median, &rg.Min, &rg.Max} {
-				if math.IsNaN(*f) {
-					*f = 0
-				}
-			}
-		}
-	}
-	return &c
+	return enc.Encode(r)
 }
 
 // WriteMarkdown writes the summary table and the peers' versions.
@@ -362,7 +361,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	for _, s := range r.Scenarios {
 		foreign = append(foreign, s.ForeignVCPU)
 	}
-	if f := rangeOf(foreign); f.N > 0 {
+	if f := RangeOf(foreign); f.N > 0 {
 		fmt.Fprintf(&b, "CPU used outside the benchmark during the windows (other work on the machine): median %.2f vCPU (%.2f–%.2f) of %d.\n\n",
 			f.Median, f.Min, f.Max, r.Machine.Cores)
 	}
@@ -384,7 +383,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		mem, cpu, cpuRef, p99Ref := "—", "—", "—", "—"
 		if row.Peer != Baseline {
 			mem = fmt.Sprintf("%.1f → %.1f (peak %.1f)", float64(p.IdleRSSA+p.IdleRSSB)/2/(1<<20), row.RSSLoadMiB.Median, row.HWMMiB.Max)
-			cpu = fmtRange(row.CPUPer1k, 3)
+			cpu = row.CPUPer1k.Format(3)
 			if row.CPUvsRef.N > 0 {
 				cpuRef = fmt.Sprintf("%.2f×", row.CPUvsRef.Median)
 			}
@@ -393,7 +392,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			}
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, row.Rate,
-			fmtRange(row.AddedP50, 2), fmtRange(row.AddedP90, 2), fmtRange(row.AddedP99, 2), fmtRange(row.AddedP999, 2),
+			row.AddedP50.Format(2), row.AddedP90.Format(2), row.AddedP99.Format(2), row.AddedP999.Format(2),
 			cpu, cpuRef, p99Ref, mem, row.Errors+row.BadBodies)
 	}
 	if len(r.Throughput) > 0 {
@@ -403,12 +402,12 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for _, row := range r.Throughput {
 			per, vs := "—", "—"
 			if row.PerCPUSecond.N > 0 {
-				per = fmtRange(row.PerCPUSecond, 0)
+				per = row.PerCPUSecond.Format(0)
 			}
 			if row.PerCPUvsRef.N > 0 {
 				vs = fmt.Sprintf("%.2f×", row.PerCPUvsRef.Median)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", row.Peer, fmtRange(row.RPS, 0), per, vs, row.Errors)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", row.Peer, row.RPS.Format(0), per, vs, row.Errors)
 		}
 	}
 	b.WriteString("\n| peer | version |\n|---|---|\n")
@@ -421,14 +420,4 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-func fmtRange(r Range, prec int) string {
-	if r.N == 0 {
-		return "—"
-	}
-	if r.N == 1 {
-		return fmt.Sprintf("%.*f", prec, r.Median)
-	}
-	return fmt.Sprintf("%.*f (%.*f–%.*f)", prec, r.Median, prec, r.Min, prec, r.Max)
 }
