@@ -56,6 +56,9 @@ func run() error {
 		slow     = flag.Duration("balance", 0, "instead of the pairs, measure Weft's balancer against round robin over three endpoints, one this much slower (e.g. 20ms)")
 	)
 	flag.Parse()
+	if err := checkKneeFlags(); err != nil {
+		return err
+	}
 	if *slow > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -86,6 +89,9 @@ func run() error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runControlPlane(ctx, *cp, *changes, *cpLimit, *cpProf, *out)
+	}
+	if strings.HasSuffix(*render, "-knee.json") {
+		return renderKnee(*render)
 	}
 	if *render != "" {
 		f, err := os.Open(*render)
@@ -119,6 +125,9 @@ func run() error {
 		Peers: ps, Rates: rs, Duration: *duration, Warmup: *warmup, Reps: *reps, Connections: *conns,
 		QuietBelow: *quiet, QuietWait: *quietMax, Retries: *retries, Throughput: *thru, ThroughputConns: *thruC,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if *kneeOn {
+		return runKnee(cfg, *quick, *out)
 	}
 	if *quick {
 		cfg = harness.Quick(cfg)
