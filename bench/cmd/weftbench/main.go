@@ -61,6 +61,9 @@ func run() error {
 	if *reps < 1 {
 		return fmt.Errorf("-reps: %d is not a positive number of repetitions", *reps)
 	}
+	if err := checkKneeFlags(); err != nil {
+		return err
+	}
 	if *slow > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -100,6 +103,9 @@ func run() error {
 		defer stop()
 		return runControlPlane(ctx, *cp, *changes, *cpLimit, *cpProf, *out)
 	}
+	if strings.HasSuffix(*render, "-knee.json") {
+		return renderKnee(*render)
+	}
 	if *render != "" {
 		return renderFile(os.Stdout, *render)
 	}
@@ -123,6 +129,9 @@ func run() error {
 		Peers: ps, Rates: rs, Duration: *duration, Warmup: *warmup, Reps: *reps, Connections: *conns,
 		QuietBelow: *quiet, QuietWait: *quietMax, Retries: *retries, Throughput: *thru, ThroughputConns: *thruC,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if *kneeOn {
+		return runKnee(cfg, *quick, *out)
 	}
 	if *quick {
 		cfg = harness.Quick(cfg)

@@ -1,7 +1,8 @@
 // Package harness runs the side-by-side benchmark: it generates the certificates, starts the
 // echo application and every available proxy pair, then for each repetition, each rate and each
 // pair (the direct baseline first, the pairs in an order rotated per repetition) drives an
-// open-loop load through the pair and records latency, CPU and memory.
+// open-loop load through the pair and records latency, CPU and memory. RunKnee uses the same
+// pairs, windows and measurements to sweep each pair through rising rates up to its knee.
 //
 // The command bench/cmd/weftbench and the quick test in bench/ import harness. Run is not
 // meant to be called twice at once: the pairs would compete for the same two cores.
@@ -10,6 +11,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -136,99 +138,27 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 			Connections: cfg.Connections, PayloadSize: cfg.PayloadSize, Quick: cfg.Quick,
 			Throughput: cfg.Throughput, ThroughputConns: cfg.ThroughputConns},
 	}
-	dir, err := os.MkdirTemp("", "weftbench-")
-	if err != nil {
-		return nil, fmt.Errorf("create temporary directory: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	defer peer.RemoveBuilds()
-	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
-		return nil, fmt.Errorf("create pki directory: %w", err)
-	}
-	files, err := pki.Generate(filepath.Join(dir, "pki"))
-	if err != nil {
-		return nil, err
-	}
-	echoAddr, err := peer.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	echoProc, err := peer.StartProc("echo", dir, cfg.Self, nil, []string{role.EnvRole + "=" + role.Echo, role.EnvListen + "=" + echoAddr})
+	env, err := start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if serr := echoProc.Stop(); serr != nil && err == nil {
+		if serr := env.stop(); serr != nil && err == nil {
 			err = serr
 		}
 	}()
+	defer rep.Summarise()
+	rep.Peers = env.peers
+	pairs, echoPID := env.pairs, env.echoPID
 
-	defer func() {
-		if rep != nil {
-			rep.Summarise()
-		}
-	}()
-	var pairs []running
-	defer func() {
-		for _, r := range pairs {
-			if serr := r.pair.Stop(); serr != nil {
-				log.Warn("stop pair", "peer", r.peer.Name(), "err", serr)
-			}
-		}
-	}()
-	all := append([]peer.Peer{peer.Direct{}}, cfg.Peers...)
-	for _, p := range all {
-		info := report.Peer{Name: p.Name(), Version: p.Version(ctx)}
-		if cerr := p.Check(); cerr != nil {
-			info.Skipped = cerr.Error()
-			log.Warn("peer not run", "peer", p.Name(), "reason", cerr)
-			rep.Peers = append(rep.Peers, info)
-			continue
-		}
-		pdir := filepath.Join(dir, sanitize(p.Name()))
-		if err := os.Mkdir(pdir, 0o700); err != nil {
-			return nil, fmt.Errorf("create directory of %s: %w", p.Name(), err)
-		}
-		pair, serr := p.Start(ctx, peer.Env{Dir: pdir, PKI: files, Echo: echoAddr, Self: cfg.Self, Logger: log})
-		if serr != nil {
-			if p.Name() == report.Baseline {
-				return nil, fmt.Errorf("start echo server: %w", serr)
-			}
-			info.Skipped = "did not start: " + serr.Error()
-			log.Error("peer did not start", "peer", p.Name(), "err", serr)
-			rep.Peers = append(rep.Peers, info)
-			continue
-		}
-		if pair.A != nil && !pair.Plaintext {
-			if verr := peer.VerifyMutualTLS(ctx, pair.BAddr, files); verr != nil {
-				_ = pair.Stop()
-				info.Skipped = "misconfigured: " + verr.Error()
-				log.Error("peer misconfigured", "peer", p.Name(), "err", verr)
-				rep.Peers = append(rep.Peers, info)
-				continue
-			}
-		}
-		pairs = append(pairs, running{peer: p, pair: pair})
-		if pair.A != nil {
-			if s, err := procstat.Read(pair.A.PID); err == nil {
-				info.IdleRSSA = s.RSS
-			}
-			if s, err := procstat.Read(pair.B.PID); err == nil {
-				info.IdleRSSB = s.RSS
-			}
-		}
-		log.Info("peer started", "peer", p.Name(), "url", pair.URL)
-		rep.Peers = append(rep.Peers, info)
-	}
-
-	payload := bytes.Repeat([]byte("0123456789abcdef"), cfg.PayloadSize/16+1)[:cfg.PayloadSize]
+	payload := payloadOf(cfg.PayloadSize)
 	for r := 1; r <= cfg.Reps; r++ {
 		for _, rate := range cfg.Rates {
 			for _, run := range schedule.Rotate(pairs, r) {
 				if err := ctx.Err(); err != nil {
 					return rep, err
 				}
-				s, err := measureQuiet(ctx, cfg, run, payload, rate, r, echoProc.PID)
+				s, err := measureQuiet(ctx, cfg, run, payload, rate, r, echoPID)
 				if err != nil {
 					return rep, err
 				}
@@ -248,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
-			s, err := measureQuiet(ctx, cfg, run, payload, 0, r, echoProc.PID)
+			s, err := measureQuiet(ctx, cfg, run, payload, 0, r, echoPID)
 			if err != nil {
 				return rep, err
 			}
@@ -261,6 +191,123 @@ func Run(ctx context.Context, cfg Config) (rep *report.Report, err error) {
 		}
 	}
 	return rep, nil
+}
+
+// started is what every scenario of the HTTP/1.1 pairs shares: the certificates, the echo
+// application and every pair that could start, each idle until measured.
+type started struct {
+	// peers lists every peer, the baseline first, with why it did not run when it did not.
+	peers []report.Peer
+	// pairs are the running ones, the baseline first.
+	pairs   []running
+	echoPID int
+	// stop stops the pairs and the echo application and removes the temporary files.
+	stop func() error
+}
+
+// start generates the run's certificates, starts the echo application, the direct baseline and
+// every peer of cfg that can run here, and checks each pair's mutual TLS. A peer that is not
+// installed, does not start or is misconfigured is listed as skipped; only a failure of the
+// baseline is an error.
+func start(ctx context.Context, cfg Config) (_ *started, err error) {
+	log := cfg.Logger
+	st := &started{}
+	var cleanups []func() error // run in reverse order by stop
+	st.stop = func() error {
+		var errs []error
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			errs = append(errs, cleanups[i]())
+		}
+		cleanups = nil
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			_ = st.stop()
+		}
+	}()
+	dir, err := os.MkdirTemp("", "weftbench-")
+	if err != nil {
+		return nil, fmt.Errorf("create temporary directory: %w", err)
+	}
+	cleanups = append(cleanups, func() error { return os.RemoveAll(dir) })
+	cleanups = append(cleanups, func() error { peer.RemoveBuilds(); return nil })
+	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
+		return nil, fmt.Errorf("create pki directory: %w", err)
+	}
+	files, err := pki.Generate(filepath.Join(dir, "pki"))
+	if err != nil {
+		return nil, err
+	}
+	echoAddr, err := peer.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	echoProc, err := peer.StartProc("echo", dir, cfg.Self, nil, []string{role.EnvRole + "=" + role.Echo, role.EnvListen + "=" + echoAddr})
+	if err != nil {
+		return nil, err
+	}
+	st.echoPID = echoProc.PID
+	cleanups = append(cleanups, echoProc.Stop)
+	cleanups = append(cleanups, func() error {
+		for _, r := range st.pairs {
+			if serr := r.pair.Stop(); serr != nil {
+				log.Warn("stop pair", "peer", r.peer.Name(), "err", serr)
+			}
+		}
+		return nil
+	})
+
+	all := append([]peer.Peer{peer.Direct{}}, cfg.Peers...)
+	for _, p := range all {
+		info := report.Peer{Name: p.Name(), Version: p.Version(ctx)}
+		if cerr := p.Check(); cerr != nil {
+			info.Skipped = cerr.Error()
+			log.Warn("peer not run", "peer", p.Name(), "reason", cerr)
+			st.peers = append(st.peers, info)
+			continue
+		}
+		pdir := filepath.Join(dir, sanitize(p.Name()))
+		if err := os.Mkdir(pdir, 0o700); err != nil {
+			return nil, fmt.Errorf("create directory of %s: %w", p.Name(), err)
+		}
+		pair, serr := p.Start(ctx, peer.Env{Dir: pdir, PKI: files, Echo: echoAddr, Self: cfg.Self, Logger: log})
+		if serr != nil {
+			if p.Name() == report.Baseline {
+				return nil, fmt.Errorf("start echo server: %w", serr)
+			}
+			info.Skipped = "did not start: " + serr.Error()
+			log.Error("peer did not start", "peer", p.Name(), "err", serr)
+			st.peers = append(st.peers, info)
+			continue
+		}
+		if pair.A != nil && !pair.Plaintext {
+			if verr := peer.VerifyMutualTLS(ctx, pair.BAddr, files); verr != nil {
+				_ = pair.Stop()
+				info.Skipped = "misconfigured: " + verr.Error()
+				log.Error("peer misconfigured", "peer", p.Name(), "err", verr)
+				st.peers = append(st.peers, info)
+				continue
+			}
+		}
+		st.pairs = append(st.pairs, running{peer: p, pair: pair})
+		if pair.A != nil {
+			if s, err := procstat.Read(pair.A.PID); err == nil {
+				info.IdleRSSA = s.RSS
+			}
+			if s, err := procstat.Read(pair.B.PID); err == nil {
+				info.IdleRSSB = s.RSS
+			}
+		}
+		log.Info("peer started", "peer", p.Name(), "url", pair.URL)
+		st.peers = append(st.peers, info)
+	}
+	return st, nil
+}
+
+// payloadOf is the request body of every window: size bytes of a repeating pattern.
+func payloadOf(size int) []byte {
+	return bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
 }
 
 // measureQuiet measures a window and, when other processes used more than cfg.QuietBelow

@@ -2,6 +2,7 @@
 // latency added over the direct baseline of the same repetition, CPU per proxy per 1,000
 // requests per second, memory per proxy, each as the median with min and max across
 // repetitions, and ratios against HAProxy. It writes JSON (everything) and a markdown table.
+// KneeReport does the same for a rate sweep, with the rule that finds each pair's knee.
 //
 // Only the benchmark harness imports report. A Report is a plain value: not safe for concurrent
 // mutation.
