@@ -43,9 +43,9 @@ func TestRenderFile(t *testing.T) {
 	}{
 		{"HTTP/1.1 run", "../../results/2026-11-26T012345Z.json", []string{"| pair | rate | Δp50 |", "| haproxy | 500 | 0.22 (0.19–0.28) |"}, ""},
 		{"protocol run before repetitions", "../../results/2026-11-26T011028Z-protocols.json",
-			[]string{"One window per path", "| http2 | haproxy | 1000 (1000) | 0 | 0.905 / 2.784 / 8.186 | 0.662 | 2.341 | 6.633 |"}, ""},
+			[]string{"One window per path", "| http2 | haproxy | 1000 (1000) | 0 | 0.905 / 2.784 / 8.186 / 10.990 | 0.662 | 2.341 | 6.633 | 6.196 |"}, ""},
 		{"protocol run with repetitions", written[0],
-			[]string{"Run of 2026-11-26 12:00 UTC.", "2 repetition(s)", "| http2 | weft (mTLS) | 1000 (1000) | 0 | 0.650 / 0.750 / 3.000 | 0.500 (0.400–0.600) | 0.500 (0.400–0.600) | 2.000 (1.000–3.000) | 0.150 (0.100–0.200) |"}, ""},
+			[]string{"Run of 2026-11-26 12:00 UTC.", "2 repetition(s)", "| http2 | weft (mTLS) | 1000 (1000) | 0 | 0.650 / 0.750 / 3.000 / — | 0.500 (0.400–0.600) | 0.500 (0.400–0.600) | 2.000 (1.000–3.000) | — | 0.150 (0.100–0.200) |"}, ""},
 		{"another kind of file", balance, nil, "neither an HTTP/1.1 run"},
 		{"missing file", filepath.Join(dir, "absent.json"), nil, "no such file"},
 	}

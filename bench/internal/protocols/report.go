@@ -28,9 +28,12 @@ type Row struct {
 	P50      report.Range `json:"p50_ms"`
 	P90      report.Range `json:"p90_ms"`
 	P99      report.Range `json:"p99_ms"`
+	P999     report.Range `json:"p999_ms"`
 	AddedP50 report.Range `json:"added_p50_ms"`
 	AddedP90 report.Range `json:"added_p90_ms"`
 	AddedP99 report.Range `json:"added_p99_ms"`
+	// AddedP999 is the added p99.9: at 1,000 rps a 10 s window has ten samples above it.
+	AddedP999 report.Range `json:"added_p999_ms"`
 	// CPU per proxy per 1,000 achieved rps, in vCPU: the mean of A and B, and each.
 	CPUPer1k  report.Range `json:"vcpu_per_proxy_per_1k_rps"`
 	CPUPer1kA report.Range `json:"vcpu_a_per_1k_rps"`
@@ -79,7 +82,7 @@ func (r *Result) Summarise() {
 	r.Rows = nil
 	for _, k := range order {
 		row := Row{Protocol: k.proto, Peer: k.peer}
-		var achieved, p50, p90, p99, d50, d90, d99, cpu, cpuA, cpuB, rssA, rssB, wCPU, wP99 []float64
+		var achieved, p50, p90, p99, p999, d50, d90, d99, d999, cpu, cpuA, cpuB, rssA, rssB, wCPU, wP99 []float64
 		var mbps, secs, gb, gbA, gbB, wMB, wGB []float64
 		mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
 		reps := map[int]bool{}
@@ -118,11 +121,17 @@ func (r *Result) Summarise() {
 			}
 			achieved = append(achieved, w.Achieved)
 			p50, p90, p99 = append(p50, w.P50), append(p90, w.P90), append(p99, w.P99)
+			if w.P999 > 0 { // files written before p99.9 was reported have none
+				p999 = append(p999, w.P999)
+			}
 			if k.peer == Direct {
 				continue
 			}
 			if direct != nil {
 				d50, d90, d99 = append(d50, w.P50-direct.P50), append(d90, w.P90-direct.P90), append(d99, w.P99-direct.P99)
+				if w.P999 > 0 && direct.P999 > 0 {
+					d999 = append(d999, w.P999-direct.P999)
+				}
 			}
 			if w.Achieved > 0 {
 				cpu, cpuA, cpuB = append(cpu, w.cpuPer1k()), append(cpuA, w.cpuPer(w.CPUA)), append(cpuB, w.cpuPer(w.CPUB))
@@ -143,7 +152,7 @@ func (r *Result) Summarise() {
 		}
 		of := report.RangeOf
 		row.Achieved, row.P50, row.P90, row.P99 = of(achieved), of(p50), of(p90), of(p99)
-		row.AddedP50, row.AddedP90, row.AddedP99 = of(d50), of(d90), of(d99)
+		row.P999, row.AddedP50, row.AddedP90, row.AddedP99, row.AddedP999 = of(p999), of(d50), of(d90), of(d99), of(d999)
 		row.CPUPer1k, row.CPUPer1kA, row.CPUPer1kB = of(cpu), of(cpuA), of(cpuB)
 		row.RSSA, row.RSSB, row.WeftCPU, row.WeftP99 = of(rssA), of(rssB), of(wCPU), of(wP99)
 		row.MBps, row.Seconds, row.CPUPerGB, row.CPUPerGBA, row.CPUPerGBB = of(mbps), of(secs), of(gb), of(gbA), of(gbB)
@@ -204,8 +213,8 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		}
 		return row.Peer
 	}
-	b.WriteString("| protocol | path | rate (achieved) | errors | p50 / p90 / p99 (ms) | added p50 (ms) | added p90 (ms) | added p99 (ms) | vCPU per proxy per 1,000 rps | A / B | VmRSS A / B (MiB) | Weft ÷ this: CPU | Weft ÷ this: added p99 |\n" +
-		"|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| protocol | path | rate (achieved) | errors | p50 / p90 / p99 / p99.9 (ms) | added p50 (ms) | added p90 (ms) | added p99 (ms) | added p99.9 (ms) | vCPU per proxy per 1,000 rps | A / B | VmRSS A / B (MiB) | Weft ÷ this: CPU | Weft ÷ this: added p99 |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range r.Rows {
 		if row.Protocol == TCPBulk {
 			continue
@@ -214,9 +223,13 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		if row.CPUPer1k.N > 0 {
 			ab = fmt.Sprintf("%.3f / %.3f", row.CPUPer1kA.Median, row.CPUPer1kB.Median)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f (%.0f) | %d | %.3f / %.3f / %.3f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			row.Protocol, name(row), row.Rate, row.Achieved.Median, row.Errors, row.P50.Median, row.P90.Median, row.P99.Median,
-			row.AddedP50.Format(3), row.AddedP90.Format(3), row.AddedP99.Format(3),
+		p999 := "—"
+		if row.P999.N > 0 {
+			p999 = fmt.Sprintf("%.3f", row.P999.Median)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f (%.0f) | %d | %.3f / %.3f / %.3f / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			row.Protocol, name(row), row.Rate, row.Achieved.Median, row.Errors, row.P50.Median, row.P90.Median, row.P99.Median, p999,
+			row.AddedP50.Format(3), row.AddedP90.Format(3), row.AddedP99.Format(3), row.AddedP999.Format(3),
 			row.CPUPer1k.Format(3), ab, pair(row.RSSA, row.RSSB, 1), times(row.WeftCPU), times(row.WeftP99))
 	}
 	b.WriteString("\n| TCP bulk, one connection, echoed | MB/s each way | seconds | vCPU-s per proxy per GB echoed | A / B | VmRSS A / B (MiB) | Weft ÷ this: MB/s | Weft ÷ this: CPU per GB | errors |\n" +
@@ -276,7 +289,7 @@ func (r *Result) writeHeader(b *strings.Builder) {
 	} else {
 		fmt.Fprintf(b, "%d repetition(s); in each, every protocol directly first, then through every pair in an order rotated per repetition. "+
 			"Added latency is over the direct window of the same repetition; each cell is the median (min–max) across repetitions, "+
-			"the p50 / p90 / p99 column and the A / B split medians only; Weft ÷ this is the median (min–max) of the per-repetition ratios of Weft's (mTLS pair's) figure to the path's "+
+			"the p50 / p90 / p99 / p99.9 column and the A / B split medians only; Weft ÷ this is the median (min–max) of the per-repetition ratios of Weft's (mTLS pair's) figure to the path's "+
 			"(none against an added p99 under 0.05 ms).", c.Reps)
 		if c.Quick {
 			b.WriteString(" Quick mode: not a measurement.")

@@ -20,7 +20,7 @@ func repeated() *Result {
 		f := float64(rep)
 		paced := func(peer string, p50, p99, cpuA, cpuB float64, rss uint64) *Window {
 			return &Window{Peer: peer, Protocol: GRPCUnary, Rep: rep, Rate: 1000, Achieved: 1000, Seconds: 10, Requests: 10000,
-				P50: p50, P90: p50 + 0.1, P99: p99, CPUA: cpuA, CPUB: cpuB, RSSA: rss, RSSB: 2 * rss, ForeignVCPU: 0.1 * f}
+				P50: p50, P90: p50 + 0.1, P99: p99, P999: 2 * p99, CPUA: cpuA, CPUB: cpuB, RSSA: rss, RSSB: 2 * rss, ForeignVCPU: 0.1 * f}
 		}
 		bulk := func(peer string, mbps, cpu float64) *Window {
 			return &Window{Peer: peer, Protocol: TCPBulk, Rep: rep, Requests: 1, BytesSent: 1e9, BytesReceived: 1e9,
@@ -145,8 +145,8 @@ func TestWriteMarkdownRepetitions(t *testing.T) {
 	for _, want := range []string{
 		"10s per window after 0s warm-up; TCP bulk: 1024 MiB echoed through one connection. 3 repetition(s)",
 		"median 0.20 vCPU (0.10–0.30)",
-		"| grpc-unary | direct | 1000 (1000) | 0 | 0.200 / 0.300 / 2.000 | — | — | — | — | — | — | — | — |",
-		"| grpc-unary | haproxy | 1000 (1000) | 0 | 0.400 / 0.500 / 3.000 | 0.200 (0.200–0.200) | 0.200 (0.200–0.200) | 1.000 (0.500–1.500) | 0.100 (0.100–0.100) | 0.100 / 0.100 | 12.0 (11.0–13.0) / 24.0 (22.0–26.0) | 2.00× (1.00–3.00) | 1.00× (0.67–2.00) |",
+		"| grpc-unary | direct | 1000 (1000) | 0 | 0.200 / 0.300 / 2.000 / 4.000 | — | — | — | — | — | — | — | — | — |",
+		"| grpc-unary | haproxy | 1000 (1000) | 0 | 0.400 / 0.500 / 3.000 / 6.000 | 0.200 (0.200–0.200) | 0.200 (0.200–0.200) | 1.000 (0.500–1.500) | 2.000 (1.000–3.000) | 0.100 (0.100–0.100) | 0.100 / 0.100 | 12.0 (11.0–13.0) / 24.0 (22.0–26.0) | 2.00× (1.00–3.00) | 1.00× (0.67–2.00) |",
 		"| haproxy | 400 (200–600) | 2.50 (1.67–5.00) | 1.00 (1.00–1.00) | 1.00 / 1.00 | 8.0 (8.0–8.0) / 8.0 (8.0–8.0) | 0.75× (0.50–1.50) | 2.00× (2.00–2.00) | 0 |",
 		"| http2 | nginx | unsupported: no HTTP/2 upstream |",
 		"Versions: haproxy: 2.6.",
@@ -194,8 +194,8 @@ func TestReadJSONBeforeRepetitions(t *testing.T) {
 	for _, want := range []string{
 		"One window per path (a run from before repetitions).",
 		// The figures of bench/results/2026-11-26T011028Z-protocols.md.
-		"| http2 | haproxy | 1000 (1000) | 0 | 0.905 / 2.784 / 8.186 | 0.662 | 2.341 | 6.633 | 0.198 | 0.205 / 0.192 | 15.7 / 20.5 | 1.64× | 1.39× |",
-		"| grpc-stream | weft (mTLS) | 1000 (1000) | 0 | 0.505 / 0.834 / 2.866 | 0.405 | 0.574 | 1.980 | 0.200 | 0.223 / 0.177 | 17.7 / 15.7 | — | — |",
+		"| http2 | haproxy | 1000 (1000) | 0 | 0.905 / 2.784 / 8.186 / 10.990 | 0.662 | 2.341 | 6.633 | 6.196 | 0.198 | 0.205 / 0.192 | 15.7 / 20.5 | 1.64× | 1.39× |",
+		"| grpc-stream | weft (mTLS) | 1000 (1000) | 0 | 0.505 / 0.834 / 2.866 / 6.025 | 0.405 | 0.574 | 1.980 | 3.632 | 0.200 | 0.223 / 0.177 | 17.7 / 15.7 | — | — |",
 		"| haproxy | 189 | 1.42 | 3.54 | 3.24 / 3.84 | 15.5 / 20.1 | 1.51× | 0.67× | 0 |",
 		"| tcp-bulk | caddy | unsupported:",
 		"weft (mTLS): weft-proxy at 3773751.",
