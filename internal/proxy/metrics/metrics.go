@@ -140,11 +140,40 @@ type Service struct {
 	tcpCloses    Counter
 	tcpRead      Counter
 	tcpWrite     Counter
-	codes        [maxCode + 1]atomic.Pointer[codeCounters]
+	// codes holds the status codes seen so far, sorted, replaced whole
+	// when one is added (under addCode): a few entries per service, where
+	// an array indexed by code cost 4.8 KB per Service, twice per
+	// destination (docs/performance.md, "Proxy memory in a 1,000-service
+	// mesh").
+	codes   atomic.Pointer[[]codeEntry]
+	addCode sync.Mutex
 }
 
 type codeCounters struct {
 	success, failure Counter
+}
+
+// codeEntry is the counters of one status code (maxCode for "other").
+type codeEntry struct {
+	code int
+	cc   *codeCounters
+}
+
+// findCode returns the counters of code in es, sorted by code, or nil.
+func findCode(es []codeEntry, code int) *codeCounters {
+	lo, hi := 0, len(es)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if es[m].code < code {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(es) && es[lo].code == code {
+		return es[lo].cc
+	}
+	return nil
 }
 
 // Request counts a request received.
@@ -167,8 +196,19 @@ func (s *Service) code(code int) *codeCounters {
 	if i < 0 || i >= maxCode {
 		i = maxCode
 	}
-	if cc := s.codes[i].Load(); cc != nil {
-		return cc
+	if es := s.codes.Load(); es != nil {
+		if cc := findCode(*es, i); cc != nil {
+			return cc
+		}
+	}
+	s.addCode.Lock()
+	defer s.addCode.Unlock()
+	var cur []codeEntry
+	if es := s.codes.Load(); es != nil {
+		cur = *es
+		if cc := findCode(cur, i); cc != nil {
+			return cc
+		}
 	}
 	label := strconv.Itoa(code)
 	if i == maxCode {
@@ -178,8 +218,14 @@ func (s *Service) code(code int) *codeCounters {
 		success: s.r.responses.With(s.dir, s.service, s.tls, label, "success"),
 		failure: s.r.responses.With(s.dir, s.service, s.tls, label, "failure"),
 	}
-	s.codes[i].CompareAndSwap(nil, cc)
-	return s.codes[i].Load()
+	at := 0
+	for at < len(cur) && cur[at].code < i {
+		at++
+	}
+	next := make([]codeEntry, 0, len(cur)+1)
+	next = append(append(append(next, cur[:at]...), codeEntry{i, cc}), cur[at:]...)
+	s.codes.Store(&next)
+	return cc
 }
 
 // TCPOpen counts a connection opened (HTTP or opaque).
