@@ -93,9 +93,7 @@ func (r *Registry) Service(dir Direction, service string) *Service {
 	if s, ok := r.services.Load(k); ok {
 		return s.(*Service)
 	}
-	plain, tls := r.newService(dir, service, "false"), r.newService(dir, service, "true")
-	plain.twin, tls.twin = tls, plain
-	got, _ := r.services.LoadOrStore(k, plain)
+	got, _ := r.services.LoadOrStore(k, r.newService(dir, service, "false"))
 	return got.(*Service)
 }
 
@@ -114,12 +112,29 @@ func (r *Registry) newService(dir Direction, service, tls string) *Service {
 }
 
 // WithTLS returns the metrics of the same direction and service for
-// traffic over mutual TLS (tls true) or not.
+// traffic over mutual TLS (tls true) or not. The twin and its series are
+// made on first use: a destination reached only in plaintext (or only
+// over mutual TLS) has no series of the other kind, which halves the
+// series, and the exposition, of a proxy calling many destinations.
 func (s *Service) WithTLS(tls bool) *Service {
 	if tls == (s.tls == "true") {
 		return s
 	}
-	return s.twin
+	if t := s.twin.Load(); t != nil {
+		return t
+	}
+	other := "true"
+	if s.tls == "true" {
+		other = "false"
+	}
+	// Two callers racing make the same series (a family returns the
+	// existing series of the same labels); one Service is kept.
+	t := s.r.newService(Direction(s.dir), s.service, other)
+	t.twin.Store(s)
+	if s.twin.CompareAndSwap(nil, t) {
+		return t
+	}
+	return s.twin.Load()
 }
 
 // maxCode bounds the cached status codes; codes outside [0, maxCode) are
@@ -131,8 +146,8 @@ const maxCode = 600
 type Service struct {
 	r            *Registry
 	dir, service string
-	tls          string   // label value, "true" or "false"
-	twin         *Service // the same metrics with the other tls value
+	tls          string                  // label value, "true" or "false"
+	twin         atomic.Pointer[Service] // the same metrics with the other tls value, made on first use
 	requests     Counter
 	latency      Histogram
 	tcpOpen      Gauge

@@ -111,6 +111,31 @@ func TestResponseCodes(t *testing.T) {
 	}
 }
 
+// TestTwinMadeOnce checks that goroutines asking for the mutual TLS twin
+// at once all get the same one, and that it counts for all of them.
+func TestTwinMadeOnce(t *testing.T) {
+	r := New()
+	s := r.Service(Inbound, "web.default")
+	const n = 8
+	got := make([]*Service, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			got[i] = s.WithTLS(true)
+			got[i].Request()
+		})
+	}
+	wg.Wait()
+	for i := range got {
+		if got[i] != got[0] || got[i].WithTLS(false) != s {
+			t.Fatalf("caller %d got another twin", i)
+		}
+	}
+	if v := got[0].requests.Value(); v != n {
+		t.Errorf("twin counted %v requests, want %d", v, n)
+	}
+}
+
 // TestServiceSize keeps a Service small: the proxy holds two per
 // destination it calls (plaintext and mutual TLS), a thousand destinations
 // and more in a large mesh.
