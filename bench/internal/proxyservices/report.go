@@ -17,13 +17,13 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	if err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintln(w, "| phase | services called | VmRSS MiB (MB) | VmHWM MiB (MB) | RssAnon / RssFile MiB | Go heap / stacks / sys MiB | goroutines | step wall s |\n|---|---|---|---|---|---|---|---|"); err != nil {
+	if _, err := fmt.Fprintln(w, "| phase | services called | VmRSS MiB (MB) | VmHWM MiB (MB) | RssAnon / RssFile MiB | Go heap / stacks / sys MiB | goroutines | /metrics KB | step wall s |\n|---|---|---|---|---|---|---|---|---|"); err != nil {
 		return err
 	}
 	for _, p := range r.Phases {
-		if _, err := fmt.Fprintf(w, "| %s | %d | %s | %s | %s / %s | %s / %s / %s | %d | %.1f |\n",
+		if _, err := fmt.Fprintf(w, "| %s | %d | %s | %s | %s / %s | %s / %s / %s | %d | %.0f | %.1f |\n",
 			p.Name, p.Called, both(p.RSS), both(p.HWM), mib(p.RssAnon), mib(p.RssFile),
-			mib(p.GoHeap), mib(p.GoStacks), mib(p.GoSys), p.Goroutines, p.Seconds); err != nil {
+			mib(p.GoHeap), mib(p.GoStacks), mib(p.GoSys), p.Goroutines, float64(p.MetricsBytes)/1e3, p.Seconds); err != nil {
 			return err
 		}
 	}
@@ -46,6 +46,9 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		if _, err := fmt.Fprintf(w, "Per destination called: %+.1f KiB of VmRSS (%+.1f KiB anonymous) from idle to %d services.\n", per, anon, last.Called); err != nil {
 			return err
 		}
+	}
+	if _, err := fmt.Fprintf(w, "VmHWM at the end, after two more /metrics scrapes: %s.\n", both(r.EndHWM)); err != nil {
+		return err
 	}
 	verdict := "met"
 	if last.RSS > TargetRSS {

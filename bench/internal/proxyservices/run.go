@@ -77,6 +77,9 @@ type Phase struct {
 	GoStacks   uint64 `json:"go_stack_inuse"`
 	GoSys      uint64 `json:"go_sys"`
 	Goroutines int    `json:"goroutines"`
+	// MetricsBytes is the size of the proxy's /metrics text (the scrape that read the figures
+	// above).
+	MetricsBytes int `json:"metrics_bytes"`
 	// Seconds is the wall time of the step's requests (0 for idle).
 	Seconds float64 `json:"seconds"`
 }
@@ -100,6 +103,9 @@ type Result struct {
 	// proxy's weft_requests_total counts exactly one outbound request for.
 	Reached int `json:"services_reached"`
 	Counted int `json:"services_counted_by_proxy"`
+	// EndHWM is the proxy's VmHWM at the end, after the last phase and two more /metrics
+	// scrapes (the exposition of every destination's series).
+	EndHWM uint64 `json:"end_vm_hwm"`
 	// ControllerRSS is the controller process's VmRSS at the end.
 	ControllerRSS uint64 `json:"controller_rss"`
 	// LoadAvg is /proc/loadavg's 1-minute figure at the start; OtherCPU the vCPU the rest of
@@ -227,6 +233,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		p.GoStacks = uint64(sample(text, "go_memstats_stack_inuse_bytes", ""))
 		p.GoSys = uint64(sample(text, "go_memstats_sys_bytes", ""))
 		p.Goroutines = int(sample(text, "go_goroutines", ""))
+		p.MetricsBytes = len(text)
 		res.Phases = append(res.Phases, p)
 		log.Info("read", "phase", name, "vm_rss_mib", float64(p.RSS)/(1<<20), "vm_hwm_mib", float64(p.HWM)/(1<<20))
 		return nil
@@ -286,6 +293,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if firstErr != nil {
 		res.FirstError = firstErr.Error()
 	}
+	var end Phase
+	if err := readMemory(proxy.pid, &end); err != nil {
+		return nil, err
+	}
+	res.EndHWM = end.HWM
 	if st, err := procstat.Read(ctl.pid); err == nil {
 		res.ControllerRSS = st.RSS
 	}
