@@ -208,7 +208,7 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	if err := s.rateLimit(ci.peer, m); err != nil {
 		return h2.Target{}, err
 	}
-	return h2.Target{Transport: s.app.HTTP2, Addr: s.cfg.App, Done: func(res h2.Result) {
+	return h2.Target{Transport: s.app.HTTP2(), Addr: s.cfg.App, Done: func(res h2.Result) {
 		m.Response(res.Status, res.Failure(), time.Since(start))
 	}}, nil
 }
