@@ -167,9 +167,12 @@ func runBalance(ctx context.Context, delay time.Duration, rate float64, conns in
 
 // runProxyServices measures one weft-proxy in a mesh of services services and writes the table
 // to stdout and, with out set, <time>-proxy-services.{json,md} into out.
-func runProxyServices(ctx context.Context, services int, verbose bool, out string) error {
+func runProxyServices(ctx context.Context, services int, hold time.Duration, verbose bool, out string) error {
 	if services < 1 || services > proxyservices.MaxServices {
 		return fmt.Errorf("-proxy-services: %d is not from 1 to %d", services, proxyservices.MaxServices)
+	}
+	if hold < 0 || hold >= 5*time.Minute {
+		return fmt.Errorf("-ps-hold: %s is not from 0 to under 5m (the proxy lets a destination go after 5 minutes without a connection)", hold)
 	}
 	if err := proxyservices.Check(); err != nil {
 		return fmt.Errorf("-proxy-services cannot run here: %w", err)
@@ -188,7 +191,7 @@ func runProxyServices(ctx context.Context, services int, verbose bool, out strin
 	if err != nil {
 		return err
 	}
-	res, err := proxyservices.Run(ctx, proxyservices.Config{Self: self, EnvRole: role.EnvRole, Services: services,
+	res, err := proxyservices.Run(ctx, proxyservices.Config{Self: self, EnvRole: role.EnvRole, Services: services, Hold: hold,
 		Proxy: bin, ProxyVersion: peer.Weft{}.Version(ctx),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
 	if err != nil {

@@ -54,6 +54,10 @@ type Config struct {
 	// Settle is the wait after start-up and after each step before reading the proxy's
 	// memory; zero means 2 s.
 	Settle time.Duration
+	// Hold, when set, adds a reading this long after the last step, the proxy still holding
+	// every destination (it lets one go after 5 minutes without a connection): by then the Go
+	// runtime has collected at least once on its own (every 2 minutes) and shrunk stacks.
+	Hold time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -116,12 +120,14 @@ type Result struct {
 	Seconds  float64 `json:"seconds"`
 }
 
-// Final returns the last phase (every service called).
+// Final returns the reading right after every service was called.
 func (r *Result) Final() Phase {
-	if len(r.Phases) == 0 {
-		return Phase{}
+	for _, p := range r.Phases {
+		if p.Called == r.Services {
+			return p
+		}
 	}
-	return r.Phases[len(r.Phases)-1]
+	return Phase{}
 }
 
 // Run sets the namespace up, runs the controller, the proxy and the traffic, measures, and
@@ -217,8 +223,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	log.Info("proxy ready", "pid", proxy.pid)
 
-	read := func(name string, called int, took time.Duration) error {
-		if err := sleep(ctx, cfg.Settle); err != nil {
+	// read waits, then reads the proxy's memory and runtime; took is the step's wall time.
+	read := func(name string, called int, took, wait time.Duration) error {
+		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
 		p := Phase{Name: name, Called: called, Seconds: took.Seconds()}
@@ -238,7 +245,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		log.Info("read", "phase", name, "vm_rss_mib", float64(p.RSS)/(1<<20), "vm_hwm_mib", float64(p.HWM)/(1<<20))
 		return nil
 	}
-	if err := read("idle", 0, 0); err != nil {
+	if err := read("idle", 0, 0, cfg.Settle); err != nil {
 		return nil, err
 	}
 	first := max(cfg.Services/10, 1)
@@ -264,7 +271,14 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 				fail(err)
 			}
 		}
-		if err := read(fmt.Sprintf("after %d services", st[1]), st[1], time.Since(t0)); err != nil {
+		if err := read(fmt.Sprintf("after %d services", st[1]), st[1], time.Since(t0), cfg.Settle); err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.Hold > 0 {
+		log.Info("holding", "for", cfg.Hold)
+		if err := read(fmt.Sprintf("after %d services, %s later", cfg.Services, cfg.Hold), cfg.Services, 0, cfg.Hold); err != nil {
 			return nil, err
 		}
 	}
