@@ -122,6 +122,9 @@ func New(cfg Config) *Server {
 		app:     upstream.New(cfg.App, "", false, nil, nil),
 		metrics: cfg.Metrics.Service(metrics.Inbound, cfg.Service),
 	}
+	// Both tls values from the start, at zero until used: an inbound
+	// server serves meshed and plain clients alike, and there are few.
+	s.metrics.WithTLS(true)
 	s.http1 = &http1.Server{Router: s, Logger: log}
 	s.h2 = h2.NewServer(h2.Config{Router: h2Router{s}, Logger: log})
 	return s

@@ -113,9 +113,11 @@ func (r *Registry) newService(dir Direction, service, tls string) *Service {
 
 // WithTLS returns the metrics of the same direction and service for
 // traffic over mutual TLS (tls true) or not. The twin and its series are
-// made on first use: a destination reached only in plaintext (or only
-// over mutual TLS) has no series of the other kind, which halves the
-// series, and the exposition, of a proxy calling many destinations.
+// made on first use: a destination outside the mesh, reached only in
+// plaintext, has no tls="true" series, which halves the series, and the
+// exposition, of a proxy calling many such destinations. Callers that
+// know a destination is meshed ask for the twin up front, so that its
+// series start at zero before the first request.
 func (s *Service) WithTLS(tls bool) *Service {
 	if tls == (s.tls == "true") {
 		return s

@@ -268,6 +268,18 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 			next.upstreams[t.Address] = upstream.New(t.Address, t.Identity, t.Meshed, s.cfg.Transport, s.bal.Endpoint(t.Address))
 		}
 	}
+	// A destination reached over mutual TLS has its tls="true" series
+	// from now on, at zero until its first request, as its plaintext ones
+	// (rates over a first scrape then count the first requests); one never
+	// reached over mutual TLS has none (metrics.Service.WithTLS).
+	if transport.Encrypted(s.cfg.Transport) {
+		for _, u := range next.upstreams {
+			if u.Meshed() {
+				next.metrics.WithTLS(true)
+				break
+			}
+		}
+	}
 	next.pol.applyLimits(next.upstreams)
 	var stale []*upstream.Upstream
 	if old != nil {
