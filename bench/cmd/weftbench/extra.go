@@ -17,6 +17,7 @@ import (
 	"weft.dev/weft/bench/internal/controlplane"
 	"weft.dev/weft/bench/internal/peer"
 	"weft.dev/weft/bench/internal/protocols"
+	"weft.dev/weft/bench/internal/proxyservices"
 	"weft.dev/weft/bench/internal/report"
 	"weft.dev/weft/bench/internal/role"
 )
@@ -196,4 +197,48 @@ func runBalance(ctx context.Context, delay time.Duration, rate float64, conns in
 		Config  balance.Config    `json:"config"`
 		Windows []*balance.Window `json:"windows"`
 	}{started, cfg, ws}, func(w io.Writer) error { return balance.WriteMarkdown(w, cfg, ws) })
+}
+
+// runProxyServices measures one weft-proxy in a mesh of services services and writes the table
+// to stdout and, with out set, <time>-proxy-services.{json,md} into out.
+func runProxyServices(ctx context.Context, services int, hold time.Duration, verbose bool, out string) error {
+	if services < 1 || services > proxyservices.MaxServices {
+		return fmt.Errorf("-proxy-services: %d is not from 1 to %d", services, proxyservices.MaxServices)
+	}
+	if hold < 0 || hold >= 5*time.Minute {
+		return fmt.Errorf("-ps-hold: %s is not from 0 to under 5m (the proxy lets a destination go after 5 minutes without a connection)", hold)
+	}
+	if err := proxyservices.Check(); err != nil {
+		return fmt.Errorf("-proxy-services cannot run here: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	fmt.Fprintf(os.Stderr, "proxy in a mesh of %d services: building weft-proxy, then idle, %d and %d services called\n", services, max(services/10, 1), services)
+	defer peer.RemoveBuilds()
+	bin, err := peer.WeftProxyBinary(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := proxyservices.Run(ctx, proxyservices.Config{Self: self, EnvRole: role.EnvRole, Services: services, Hold: hold,
+		Proxy: bin, ProxyVersion: peer.Weft{}.Version(ctx),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
+	if err != nil {
+		return err
+	}
+	if err := proxyservices.WriteMarkdown(os.Stdout, res); err != nil {
+		return err
+	}
+	if err := writeResults(out, res.Started, "proxy-services", res, func(w io.Writer) error { return proxyservices.WriteMarkdown(w, res) }); err != nil {
+		return err
+	}
+	if res.Errors > 0 {
+		return fmt.Errorf("%d of %d requests failed (first: %s)", res.Errors, res.Requests, res.FirstError)
+	}
+	return nil
 }

@@ -53,6 +53,8 @@ func run() error {
 		cpProf   = flag.String("cp-profiles", "", "with -controlplane: directory to write the controller's heap and goroutine profiles into, one SERVICESxPROXIES subdirectory per scenario")
 		protos   = flag.String("protocols", "", "instead of the HTTP/1.1 pairs, measure other protocols directly, through every -peers pair that carries them and through both Weft pairs: comma-separated http2, grpc-unary, grpc-stream, tcp-bulk, or all")
 		bulk     = flag.Int64("bulk-mib", 256, "MiB sent (and echoed) through one connection by -protocols tcp-bulk")
+		psHold   = flag.Duration("ps-hold", 0, "with -proxy-services: read the proxy's memory once more this long after the last step (e.g. 150s, past the Go runtime's 2-minute forced collection; under 5m, when the proxy lets idle destinations go)")
+		svcs     = flag.Int("proxy-services", 0, "instead of the pairs, measure one weft-proxy's memory in a mesh of this many services, idle and after calling a tenth and then all of them through transparent capture (needs root, ip, iptables)")
 		slow     = flag.Duration("balance", 0, "instead of the pairs, measure Weft's balancer against round robin over three endpoints, one this much slower (e.g. 20ms)")
 	)
 	flag.Parse()
@@ -63,6 +65,11 @@ func run() error {
 	}
 	if err := checkKneeFlags(); err != nil {
 		return err
+	}
+	if *svcs != 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runProxyServices(ctx, *svcs, *psHold, *verbose, *out)
 	}
 	if *slow > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

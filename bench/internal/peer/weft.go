@@ -123,6 +123,11 @@ var (
 	buildErr  error
 )
 
+// WeftProxyBinary returns the weft-proxy the benchmark runs: $WEFTBENCH_WEFT_PROXY when set,
+// else ./cmd/weft-proxy built once per process (CGO_ENABLED=0, -trimpath, -tags grpcnotrace)
+// into a temporary directory that RemoveBuilds deletes.
+func WeftProxyBinary(ctx context.Context) (string, error) { return weftProxyBinary(ctx) }
+
 // weftProxyBinary builds ./cmd/weft-proxy once per process into a temporary directory.
 func weftProxyBinary(ctx context.Context) (string, error) {
 	if p := os.Getenv(EnvWeftProxy); p != "" {

@@ -18,11 +18,12 @@ import (
 	"weft.dev/weft/bench/internal/echo"
 	"weft.dev/weft/bench/internal/goproxy"
 	"weft.dev/weft/bench/internal/pki"
+	"weft.dev/weft/bench/internal/proxyservices"
 )
 
 // Environment variables read by a re-executed helper process.
 const (
-	EnvRole     = "WEFTBENCH_ROLE"     // "echo", "goproxy-client", "goproxy-server" or "controller"
+	EnvRole     = "WEFTBENCH_ROLE"     // "echo", "goproxy-client", "goproxy-server", "controller" or "services-controller"
 	EnvListen   = "WEFTBENCH_LISTEN"   // host:port to accept on
 	EnvUpstream = "WEFTBENCH_UPSTREAM" // host:port to forward to (goproxy roles)
 	EnvPKIDir   = "WEFTBENCH_PKI_DIR"  // directory written by pki.Generate (goproxy roles)
@@ -65,6 +66,8 @@ func run(ctx context.Context, name string) error {
 		return echo.Serve(ctx, ln)
 	case controlplane.Role:
 		return controlplane.ServeController(ctx, os.Stdin, os.Stdout)
+	case proxyservices.Role:
+		return proxyservices.ServeController(ctx, os.Stdin, os.Stdout)
 	case GoProxyClient, GoProxyServer, GoRoundRobin:
 		side := goproxy.Client
 		switch name {
@@ -81,5 +84,5 @@ func run(ctx context.Context, name string) error {
 			Mode:     goproxy.Mode(os.Getenv(EnvMode)),
 		})
 	}
-	return fmt.Errorf("unknown role %q (want %s, %s, %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer, GoRoundRobin, controlplane.Role)
+	return fmt.Errorf("unknown role %q (want %s, %s, %s, %s, %s or %s)", name, Echo, GoProxyClient, GoProxyServer, GoRoundRobin, controlplane.Role, proxyservices.Role)
 }

@@ -338,14 +338,22 @@ type Watch[T any] struct {
 }
 
 type watchState[T any] struct {
-	snap    *T
-	at      time.Time     // when snap arrived
-	changed chan struct{} // closed when a newer state is stored
+	snap *T
+	at   time.Time // when snap arrived
+	// changed ends when a newer state is stored (cancel): a context, so
+	// that OnChange can wait for it without a goroutine.
+	changed context.Context
+	cancel  context.CancelFunc
+}
+
+func newWatchState[T any](snap *T, at time.Time) *watchState[T] {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &watchState[T]{snap: snap, at: at, changed: ctx, cancel: cancel}
 }
 
 func newWatch[T any](name string) *Watch[T] {
 	w := &Watch[T]{name: name}
-	w.state.Store(&watchState[T]{changed: make(chan struct{})})
+	w.state.Store(newWatchState[T](nil, time.Time{}))
 	return w
 }
 
@@ -364,7 +372,16 @@ func (w *Watch[T]) Received() (*T, time.Time) {
 
 // Changed returns a channel closed when a snapshot newer than the one Load
 // returned before the call is stored.
-func (w *Watch[T]) Changed() <-chan struct{} { return w.state.Load().changed }
+func (w *Watch[T]) Changed() <-chan struct{} { return w.state.Load().changed.Done() }
+
+// OnChange runs fn on a goroutine of its own once a snapshot newer than
+// the one Load returned before the call is stored, like a receive from
+// Changed but with no goroutine waiting meanwhile (a proxy watches a
+// destination per service it calls). stop, as context.AfterFunc's, cancels
+// it and reports whether it did so before fn started.
+func (w *Watch[T]) OnChange(fn func()) (stop func() bool) {
+	return context.AfterFunc(w.state.Load().changed, fn)
+}
 
 // Wait returns the snapshot once there is one, or nil when ctx ends first.
 func (w *Watch[T]) Wait(ctx context.Context) *T {
@@ -376,7 +393,7 @@ func (w *Watch[T]) Wait(ctx context.Context) *T {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-st.changed:
+		case <-st.changed.Done():
 		}
 	}
 }
@@ -394,8 +411,8 @@ func (w *Watch[T]) setErr(err error) { w.err.Store(&err) }
 // store publishes snap. Only the stream's receiving goroutine calls it.
 func (w *Watch[T]) store(snap *T) {
 	old := w.state.Load()
-	w.state.Store(&watchState[T]{snap: snap, at: time.Now(), changed: make(chan struct{})})
-	close(old.changed)
+	w.state.Store(newWatchState(snap, time.Now()))
+	old.cancel()
 }
 
 // Protocol maps the API's protocol to the configuration model's.

@@ -96,12 +96,16 @@ type Config struct {
 // graceful shutdown (GOAWAY, then waiting for streams in flight) is
 // net/http's own.
 type Server struct {
-	router Router
-	log    *slog.Logger
+	router  Router
+	log     *slog.Logger
+	streams int // MaxConcurrentStreams
+	// hs is made and started with the first connection (under start): a
+	// proxy keeps one Server per destination it calls, most never see
+	// HTTP/2 (docs/performance.md, "Proxy memory in a 1,000-service mesh").
 	hs     *http.Server
 	ln     *connListener
 	start  sync.Once
-	served chan struct{} // closed when hs.Serve returned
+	served chan struct{} // closed when hs.Serve returned, or at Shutdown if it never started
 }
 
 // NewServer returns a Server; it does no I/O.
@@ -112,18 +116,21 @@ func NewServer(cfg Config) *Server {
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = 1000
 	}
-	s := &Server{router: cfg.Router, log: cfg.Logger, ln: newConnListener(), served: make(chan struct{})}
+	return &Server{router: cfg.Router, log: cfg.Logger, streams: cfg.MaxConcurrentStreams, ln: newConnListener(), served: make(chan struct{})}
+}
+
+// newHTTPServer returns the net/http server behind s.
+func (s *Server) newHTTPServer() *http.Server {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
-	s.hs = &http.Server{
+	return &http.Server{
 		Handler:     s,
 		Protocols:   &p,
-		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentStreams},
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: s.streams},
 		IdleTimeout: 5 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnContext: connContext,
 	}
-	return s
 }
 
 // ServeConn serves one client connection, positioned at the client
@@ -133,6 +140,7 @@ func NewServer(cfg Config) *Server {
 // visible in the context of every request of the connection.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	s.start.Do(func() {
+		s.hs = s.newHTTPServer()
 		go func() {
 			defer close(s.served)
 			s.hs.Serve(s.ln)
@@ -151,9 +159,11 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 // until ctx ends, then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.start.Do(func() { close(s.served) }) // never started: nothing to wait for
-	err := s.hs.Shutdown(ctx)
-	if err != nil {
-		s.hs.Close()
+	var err error
+	if s.hs != nil {
+		if err = s.hs.Shutdown(ctx); err != nil {
+			s.hs.Close()
+		}
 	}
 	s.ln.Close()
 	<-s.served

@@ -118,7 +118,8 @@ func (p *Pool) Close() {
 	}
 }
 
-// upstreamConn is one connection to the upstream with its buffers.
+// upstreamConn is one connection to the upstream with its buffers, which
+// it holds only while in use (nil while idle in the pool).
 type upstreamConn struct {
 	conn   net.Conn
 	br     *bufio.Reader
@@ -153,6 +154,9 @@ func (p *Pool) get(ctx context.Context) (*upstreamConn, error) {
 		}
 		p.mu.Unlock()
 		uc.reused = true
+		if uc.br == nil {
+			uc.br, uc.bw = getReader(uc.conn), getWriter(uc.conn)
+		}
 		return uc, nil
 	}
 	closed := p.closed
@@ -213,6 +217,16 @@ func innermost(err error) string {
 func (p *Pool) put(uc *upstreamConn) {
 	uc.idleAt = time.Now()
 	uc.reused = false
+	// An idle connection keeps no buffers: they go back to the pools
+	// shared by every connection and come back with the next exchange, so
+	// a proxy calling many destinations does not hold 8 KiB per idle
+	// connection (docs/performance.md, "Proxy memory in a 1,000-service
+	// mesh"). A reader still holding bytes keeps them.
+	if uc.br != nil && uc.br.Buffered() == 0 && uc.bw.Buffered() == 0 {
+		putReader(uc.br)
+		putWriter(uc.bw)
+		uc.br, uc.bw = nil, nil
+	}
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= p.cfg.MaxIdle {
 		p.mu.Unlock()

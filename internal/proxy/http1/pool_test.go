@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,56 @@ func TestPoolIdleTimeoutAndClose(t *testing.T) {
 	}
 	if _, err := p.get(context.Background()); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("get after Close: got %v, want a closed-pool error", err)
+	}
+}
+
+// TestPoolIdleConnHoldsNoBuffers checks that a connection handed back to
+// the pool gives its buffers back, and gets them again, on the same
+// connection, with the next exchange.
+func TestPoolIdleConnHoldsNoBuffers(t *testing.T) {
+	up := startUpstream(t, echoHandler())
+	addr := up.Listener.Addr().String()
+	p := NewPool(PoolConfig{Addr: addr, Dial: tcpDialer(addr)})
+	defer p.Close()
+	exchange := func(uc *upstreamConn, body string) {
+		t.Helper()
+		if _, err := io.WriteString(uc.bw, "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body); err != nil {
+			t.Fatal(err)
+		}
+		if err := uc.bw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(uc.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.Header.Get("X-Req-Len") != strconv.Itoa(len(body)) {
+			t.Fatalf("the upstream saw a body of %s bytes (%v), want %d", resp.Header.Get("X-Req-Len"), err, len(body))
+		}
+	}
+	uc, err := p.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(uc, "one")
+	conn := uc.conn
+	p.put(uc)
+	if uc.br != nil || uc.bw != nil {
+		t.Error("an idle connection still holds its buffers")
+	}
+	uc, err = p.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uc.conn != conn || !uc.reused {
+		t.Fatal("the idle connection was not reused")
+	}
+	exchange(uc, "two")
+	p.put(uc)
+	if p.Idle() != 1 {
+		t.Errorf("idle: got %d, want 1", p.Idle())
 	}
 }
 

@@ -122,6 +122,9 @@ func New(cfg Config) *Server {
 		app:     upstream.New(cfg.App, "", false, nil, nil),
 		metrics: cfg.Metrics.Service(metrics.Inbound, cfg.Service),
 	}
+	// Both tls values from the start, at zero until used: an inbound
+	// server serves meshed and plain clients alike, and there are few.
+	s.metrics.WithTLS(true)
 	s.http1 = &http1.Server{Router: s, Logger: log}
 	s.h2 = h2.NewServer(h2.Config{Router: h2Router{s}, Logger: log})
 	return s
@@ -208,7 +211,7 @@ func (r h2Router) RouteHTTP2(req *http.Request) (h2.Target, error) {
 	if err := s.rateLimit(ci.peer, m); err != nil {
 		return h2.Target{}, err
 	}
-	return h2.Target{Transport: s.app.HTTP2, Addr: s.cfg.App, Done: func(res h2.Result) {
+	return h2.Target{Transport: s.app.HTTP2(), Addr: s.cfg.App, Done: func(res h2.Result) {
 		m.Response(res.Status, res.Failure(), time.Since(start))
 	}}, nil
 }

@@ -93,9 +93,7 @@ func (r *Registry) Service(dir Direction, service string) *Service {
 	if s, ok := r.services.Load(k); ok {
 		return s.(*Service)
 	}
-	plain, tls := r.newService(dir, service, "false"), r.newService(dir, service, "true")
-	plain.twin, tls.twin = tls, plain
-	got, _ := r.services.LoadOrStore(k, plain)
+	got, _ := r.services.LoadOrStore(k, r.newService(dir, service, "false"))
 	return got.(*Service)
 }
 
@@ -114,12 +112,31 @@ func (r *Registry) newService(dir Direction, service, tls string) *Service {
 }
 
 // WithTLS returns the metrics of the same direction and service for
-// traffic over mutual TLS (tls true) or not.
+// traffic over mutual TLS (tls true) or not. The twin and its series are
+// made on first use: a destination outside the mesh, reached only in
+// plaintext, has no tls="true" series, which halves the series, and the
+// exposition, of a proxy calling many such destinations. Callers that
+// know a destination is meshed ask for the twin up front, so that its
+// series start at zero before the first request.
 func (s *Service) WithTLS(tls bool) *Service {
 	if tls == (s.tls == "true") {
 		return s
 	}
-	return s.twin
+	if t := s.twin.Load(); t != nil {
+		return t
+	}
+	other := "true"
+	if s.tls == "true" {
+		other = "false"
+	}
+	// Two callers racing make the same series (a family returns the
+	// existing series of the same labels); one Service is kept.
+	t := s.r.newService(Direction(s.dir), s.service, other)
+	t.twin.Store(s)
+	if s.twin.CompareAndSwap(nil, t) {
+		return t
+	}
+	return s.twin.Load()
 }
 
 // maxCode bounds the cached status codes; codes outside [0, maxCode) are
@@ -131,8 +148,8 @@ const maxCode = 600
 type Service struct {
 	r            *Registry
 	dir, service string
-	tls          string   // label value, "true" or "false"
-	twin         *Service // the same metrics with the other tls value
+	tls          string                  // label value, "true" or "false"
+	twin         atomic.Pointer[Service] // the same metrics with the other tls value, made on first use
 	requests     Counter
 	latency      Histogram
 	tcpOpen      Gauge
@@ -140,11 +157,40 @@ type Service struct {
 	tcpCloses    Counter
 	tcpRead      Counter
 	tcpWrite     Counter
-	codes        [maxCode + 1]atomic.Pointer[codeCounters]
+	// codes holds the status codes seen so far, sorted, replaced whole
+	// when one is added (under addCode): a few entries per service, where
+	// an array indexed by code cost 4.8 KB per Service, twice per
+	// destination (docs/performance.md, "Proxy memory in a 1,000-service
+	// mesh").
+	codes   atomic.Pointer[[]codeEntry]
+	addCode sync.Mutex
 }
 
 type codeCounters struct {
 	success, failure Counter
+}
+
+// codeEntry is the counters of one status code (maxCode for "other").
+type codeEntry struct {
+	code int
+	cc   *codeCounters
+}
+
+// findCode returns the counters of code in es, sorted by code, or nil.
+func findCode(es []codeEntry, code int) *codeCounters {
+	lo, hi := 0, len(es)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if es[m].code < code {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(es) && es[lo].code == code {
+		return es[lo].cc
+	}
+	return nil
 }
 
 // Request counts a request received.
@@ -167,8 +213,19 @@ func (s *Service) code(code int) *codeCounters {
 	if i < 0 || i >= maxCode {
 		i = maxCode
 	}
-	if cc := s.codes[i].Load(); cc != nil {
-		return cc
+	if es := s.codes.Load(); es != nil {
+		if cc := findCode(*es, i); cc != nil {
+			return cc
+		}
+	}
+	s.addCode.Lock()
+	defer s.addCode.Unlock()
+	var cur []codeEntry
+	if es := s.codes.Load(); es != nil {
+		cur = *es
+		if cc := findCode(cur, i); cc != nil {
+			return cc
+		}
 	}
 	label := strconv.Itoa(code)
 	if i == maxCode {
@@ -178,8 +235,14 @@ func (s *Service) code(code int) *codeCounters {
 		success: s.r.responses.With(s.dir, s.service, s.tls, label, "success"),
 		failure: s.r.responses.With(s.dir, s.service, s.tls, label, "failure"),
 	}
-	s.codes[i].CompareAndSwap(nil, cc)
-	return s.codes[i].Load()
+	at := 0
+	for at < len(cur) && cur[at].code < i {
+		at++
+	}
+	next := make([]codeEntry, 0, len(cur)+1)
+	next = append(append(append(next, cur[:at]...), codeEntry{i, cc}), cur[at:]...)
+	s.codes.Store(&next)
+	return cc
 }
 
 // TCPOpen counts a connection opened (HTTP or opaque).

@@ -1,11 +1,14 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestExposition(t *testing.T) {
@@ -58,6 +61,87 @@ func TestExposition(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("exposition lacks %s", want)
 		}
+	}
+}
+
+// TestResponseCodes counts many status codes, in and out of order and from
+// several goroutines at once: each code gets its own series, codes outside
+// [0, 600) go to "other", and nothing is lost.
+func TestResponseCodes(t *testing.T) {
+	r := New()
+	s := r.Service(Outbound, "api.default")
+	codes := []int{503, 200, 404, 0, 599, 100, 302, 600, 999, -1, 201}
+	const rounds = 50
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range rounds {
+				for j := range codes {
+					c := codes[(j+g+i)%len(codes)]
+					s.Response(c, c >= 500, time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	got := rec.Body.String()
+	for _, c := range []int{503, 200, 404, 0, 599, 100, 302, 201} {
+		class := "success"
+		if c >= 500 {
+			class = "failure"
+		}
+		want := fmt.Sprintf(`weft_responses_total{classification="%s",direction="outbound",service="api.default",status_code="%d",tls="false"} %d`, class, c, 4*rounds)
+		if !strings.Contains(got, want) {
+			t.Errorf("exposition lacks %s", want)
+		}
+	}
+	// 600, 999 and -1: "other", failures for the first two.
+	for _, want := range []string{
+		fmt.Sprintf(`weft_responses_total{classification="failure",direction="outbound",service="api.default",status_code="other",tls="false"} %d`, 2*4*rounds),
+		fmt.Sprintf(`weft_responses_total{classification="success",direction="outbound",service="api.default",status_code="other",tls="false"} %d`, 4*rounds),
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("exposition lacks %s", want)
+		}
+	}
+	if n := len(*s.codes.Load()); n != 9 {
+		t.Errorf("got %d code entries, want 9 (8 codes and other)", n)
+	}
+}
+
+// TestTwinMadeOnce checks that goroutines asking for the mutual TLS twin
+// at once all get the same one, and that it counts for all of them.
+func TestTwinMadeOnce(t *testing.T) {
+	r := New()
+	s := r.Service(Inbound, "web.default")
+	const n = 8
+	got := make([]*Service, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			got[i] = s.WithTLS(true)
+			got[i].Request()
+		})
+	}
+	wg.Wait()
+	for i := range got {
+		if got[i] != got[0] || got[i].WithTLS(false) != s {
+			t.Fatalf("caller %d got another twin", i)
+		}
+	}
+	if v := got[0].requests.Value(); v != n {
+		t.Errorf("twin counted %v requests, want %d", v, n)
+	}
+}
+
+// TestServiceSize keeps a Service small: the proxy holds two per
+// destination it calls (plaintext and mutual TLS), a thousand destinations
+// and more in a large mesh.
+func TestServiceSize(t *testing.T) {
+	if n := unsafe.Sizeof(Service{}); n > 512 {
+		t.Errorf("a Service is %d bytes, want at most 512", n)
 	}
 }
 

@@ -100,6 +100,12 @@ type Server struct {
 	// mu guards applying snapshots (apply runs on one goroutine, but
 	// Close may race with it).
 	mu sync.Mutex
+
+	// following guards the snapshot follower (see follow): stopFollow
+	// cancels the pending call, stopped forbids new ones.
+	following  sync.Mutex
+	stopFollow func() bool
+	stopped    bool
 }
 
 // state is one applied snapshot: immutable.
@@ -167,20 +173,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	} else {
 		s.watch = s.cfg.Discovery.Destination(s.cfg.Authority)
 	}
-	var wg sync.WaitGroup
-	applyCtx, stopApply := context.WithCancel(context.Background())
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.applyLoop(applyCtx)
-	}()
+	s.follow()
 	err := listener.Serve(ctx, ln, listener.Config{
 		DrainTimeout: s.cfg.DrainTimeout,
 		Logger:       s.log,
 		OnDrain:      func(ctx context.Context) { s.h2.Shutdown(ctx) },
 	}, s.handle)
-	stopApply()
-	wg.Wait()
+	s.unfollow()
 	s.stopMirrors()
 	if st := s.state.Load(); st != nil {
 		for _, u := range st.upstreams {
@@ -190,18 +189,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// applyLoop applies every snapshot of the destination as it arrives.
-func (s *Server) applyLoop(ctx context.Context) {
-	for {
-		ch := s.watch.Changed()
-		if snap := s.watch.Load(); snap != nil && (s.state.Load() == nil || s.state.Load().snap != snap) {
-			s.apply(snap)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		}
+// follow applies the destination's newest snapshot if it is not applied
+// yet, and arranges to run again when a newer one arrives: every snapshot
+// is applied as it arrives, in order, with no goroutine waiting between
+// changes (a proxy holds a destination per service it calls;
+// docs/performance.md, "Proxy memory in a 1,000-service mesh").
+func (s *Server) follow() {
+	s.following.Lock()
+	defer s.following.Unlock()
+	if s.stopped {
+		return
+	}
+	// Registered before Load: a snapshot stored after Load runs follow again.
+	s.stopFollow = s.watch.OnChange(s.follow)
+	if snap := s.watch.Load(); snap != nil && (s.state.Load() == nil || s.state.Load().snap != snap) {
+		s.apply(snap)
+	}
+}
+
+// unfollow stops follow; once it returns no snapshot is applied any more.
+func (s *Server) unfollow() {
+	s.following.Lock()
+	defer s.following.Unlock()
+	s.stopped = true
+	if s.stopFollow != nil {
+		s.stopFollow()
 	}
 }
 
@@ -254,6 +266,18 @@ func (s *Server) apply(snap *meshv1.DestinationSnapshot) {
 				}
 			}
 			next.upstreams[t.Address] = upstream.New(t.Address, t.Identity, t.Meshed, s.cfg.Transport, s.bal.Endpoint(t.Address))
+		}
+	}
+	// A destination reached over mutual TLS has its tls="true" series
+	// from now on, at zero until its first request, as its plaintext ones
+	// (rates over a first scrape then count the first requests); one never
+	// reached over mutual TLS has none (metrics.Service.WithTLS).
+	if transport.Encrypted(s.cfg.Transport) {
+		for _, u := range next.upstreams {
+			if u.Meshed() {
+				next.metrics.WithTLS(true)
+				break
+			}
 		}
 	}
 	next.pol.applyLimits(next.upstreams)

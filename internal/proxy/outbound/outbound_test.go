@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/proxy/discovery"
 	"weft.dev/weft/internal/proxy/metrics"
+	"weft.dev/weft/internal/proxy/metrics/metricstest"
 	"weft.dev/weft/internal/proxy/proxyerr"
 	"weft.dev/weft/internal/proxy/transport"
 )
@@ -121,6 +123,39 @@ func TestUnknownAndEmpty(t *testing.T) {
 			_, _, err := s.pick(true)
 			if pe := proxyerr.From(err); pe.Status != 503 || pe.Reason != tt.want {
 				t.Fatalf("got %v, want 503 %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestTLSSeriesOnlyWhenMeshed: a destination with an endpoint reached over
+// mutual TLS has its tls="true" series, at zero, from the snapshot on; one
+// reached only in plaintext has none.
+func TestTLSSeriesOnlyWhenMeshed(t *testing.T) {
+	for _, meshed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("meshed=%v", meshed), func(t *testing.T) {
+			reg := metrics.New()
+			s := New(Config{Authority: "api", Transport: transport.NewMTLS(nil, nil), Namespace: "demo", Discovery: idleDiscovery(t), Metrics: reg})
+			s.apply(snapshot(1, &meshv1.Endpoint{Address: "127.0.0.1:1", Meshed: meshed}))
+			mfs, err := metricstest.Gather(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tlsValues := map[string]bool{}
+			for _, mf := range mfs {
+				if mf.GetName() != "weft_requests_total" {
+					continue
+				}
+				for _, m := range mf.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "tls" {
+							tlsValues[l.GetValue()] = true
+						}
+					}
+				}
+			}
+			if !tlsValues["false"] || tlsValues["true"] != meshed {
+				t.Errorf("weft_requests_total has tls values %v, want false and, when meshed, true", tlsValues)
 			}
 		})
 	}

@@ -317,7 +317,7 @@ func (s *Server) targetH2(st *state, u *upstream.Upstream, rule *meshv1.RouteRul
 	attempt := func(u *upstream.Upstream) h2.Target {
 		ep := u.Endpoint()
 		start := ep.Start()
-		var rt http.RoundTripper = u.HTTP2
+		var rt http.RoundTripper = u.HTTP2()
 		if wrap != nil {
 			rt = wrap(u)
 		}

@@ -235,9 +235,9 @@ func (s *Server) routeRuleHTTP2(req *http.Request, rule *route.Rule) (h2.Target,
 	}
 	wrap := func(u *upstream.Upstream) http.RoundTripper {
 		if rule.ResponseHeaders != nil || rule.RequestTimeout > 0 {
-			return &ruleTransport{next: u.HTTP2, rule: rule}
+			return &ruleTransport{next: u.HTTP2(), rule: rule}
 		}
-		return u.HTTP2
+		return u.HTTP2()
 	}
 	start := time.Now()
 	m, rm := s.metricsOf(st, u), ruleMetrics(st, rule)
@@ -479,7 +479,7 @@ func (s *Server) mirrorHTTP2(st *state, rule *route.Rule, req *http.Request) {
 			}
 			out.Host, out.Header = host, hdr
 			out.ContentLength = int64(len(body))
-			resp, err := up.HTTP2.RoundTrip(out)
+			resp, err := up.HTTP2().RoundTrip(out)
 			if err != nil {
 				return err
 			}

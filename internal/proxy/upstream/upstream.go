@@ -40,8 +40,9 @@ type Upstream struct {
 
 	// HTTP1 is the endpoint's HTTP/1.1 pool.
 	HTTP1 *http1.Pool
-	// HTTP2 is the endpoint's HTTP/2 transport (prior knowledge).
-	HTTP2 *http.Transport
+	// h2 is the endpoint's HTTP/2 transport, made on first use (see
+	// HTTP2).
+	h2 atomic.Pointer[http.Transport]
 }
 
 // New returns the Upstream of addr; it does no I/O. A meshed endpoint is
@@ -53,8 +54,24 @@ func New(addr, identity string, meshed bool, tr transport.Transport, ep *balance
 		Addr: addr,
 		Dial: func(ctx context.Context) (net.Conn, error) { return u.Dial(ctx, transport.HTTP1) },
 	})
-	u.HTTP2 = h2.NewTransport(addr, func(ctx context.Context) (net.Conn, error) { return u.Dial(ctx, transport.HTTP2) })
 	return u
+}
+
+// HTTP2 returns the endpoint's HTTP/2 transport (prior knowledge), made on
+// first use: an endpoint only ever reached over HTTP/1.1 or TCP, as most
+// are, does not carry one (docs/performance.md, "Proxy memory in a
+// 1,000-service mesh").
+func (u *Upstream) HTTP2() *http.Transport {
+	if t := u.h2.Load(); t != nil {
+		return t
+	}
+	// Two callers racing both make one; the one not kept has no
+	// connection yet.
+	t := h2.NewTransport(u.addr, func(ctx context.Context) (net.Conn, error) { return u.Dial(ctx, transport.HTTP2) })
+	if u.h2.CompareAndSwap(nil, t) {
+		return t
+	}
+	return u.h2.Load()
 }
 
 // Addr returns the endpoint's address.
@@ -181,7 +198,9 @@ func (u *Upstream) Remove() {
 // Close closes idle connections at once; exchanges in flight finish.
 func (u *Upstream) Close() {
 	u.HTTP1.Close()
-	u.HTTP2.CloseIdleConnections()
+	if t := u.h2.Load(); t != nil {
+		t.CloseIdleConnections()
+	}
 }
 
 // CloseWrite half-closes the connection when the wrapped one can.

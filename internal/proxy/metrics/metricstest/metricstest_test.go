@@ -40,9 +40,10 @@ func TestExpositionParses(t *testing.T) {
 		return ""
 	}
 
-	// Both tls values exist from the first use of the service.
+	// Only the tls value used exists: the mutual TLS twin is made on
+	// first use (checked at the end).
 	req := byName["weft_requests_total"]
-	if req.GetType() != dto.MetricType_COUNTER || len(req.GetMetric()) != 2 {
+	if req.GetType() != dto.MetricType_COUNTER || len(req.GetMetric()) != 1 {
 		t.Fatalf("weft_requests_total: %v", req)
 	}
 	plain := req.GetMetric()[0]
@@ -96,5 +97,24 @@ func TestExpositionParses(t *testing.T) {
 	start := time.Unix(0, int64(gauge("process_start_time_seconds")*1e9))
 	if since := time.Since(start); since < -time.Minute || since > 24*time.Hour {
 		t.Errorf("process_start_time_seconds says the process started %v ago", since)
+	}
+
+	// The twin's series appear once it is used, with their own values.
+	s.WithTLS(true).Request()
+	s.WithTLS(true).Request()
+	if fams, err = Gather(r); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "weft_requests_total" {
+			continue
+		}
+		got := map[string]float64{}
+		for _, m := range f.GetMetric() {
+			got[label(m, "tls")] = m.GetCounter().GetValue()
+		}
+		if len(got) != 2 || got["false"] != 1 || got["true"] != 2 {
+			t.Errorf("weft_requests_total by tls: %v, want false 1 and true 2", got)
+		}
 	}
 }
