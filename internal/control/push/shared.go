@@ -1,7 +1,7 @@
 package push
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"maps"
 	"net/netip"
 	"slices"
@@ -25,8 +25,9 @@ import (
 //     goroutine while at least one stream watches.
 //   - cache keeps, for the newest two snapshot versions, every message
 //     computed from them (per destination and authority, per resolved
-//     inbound proxy), with its encoding for comparison and, once a stream
-//     asked for it, a grpc.PreparedMsg every stream sends as is.
+//     inbound proxy), with a digest of its encoding without the version
+//     for comparison and, once a stream asked for it, a grpc.PreparedMsg
+//     every stream sends as is.
 
 // round is one published snapshot of the feed.
 type round struct {
@@ -163,9 +164,12 @@ func (f *feed) run(stop <-chan struct{}) {
 type entry struct {
 	once sync.Once
 	msg  proto.Message
-	// bare is the deterministic encoding of msg without its version:
-	// two entries with equal bare carry the same configuration.
-	bare []byte
+	// sum is the SHA-256 of the deterministic encoding of msg without its
+	// version: two entries with equal sums carry the same configuration.
+	// summed is false when the encoding failed; such an entry equals no
+	// other.
+	sum    [sha256.Size]byte
+	summed bool
 
 	prepOnce sync.Once
 	prepared *grpc.PreparedMsg // nil when encoding for a stream failed
@@ -178,7 +182,7 @@ type entry struct {
 }
 
 // same reports whether e and o carry the same configuration.
-func (e *entry) same(o *entry) bool { return e == o || bytes.Equal(e.bare, o.bare) }
+func (e *entry) same(o *entry) bool { return e == o || (e.summed && o.summed && e.sum == o.sum) }
 
 // send sends e on stream, encoded once for all streams. The encoding is
 // made with the first stream's codec and compressor; the controller
@@ -234,8 +238,9 @@ func (c *cache) gen(snap *config.Snapshot) *generation {
 	return &generation{snap: snap, entries: map[string]*entry{}}
 }
 
-// get returns the entry named key, computing it with build on first use.
-func (g *generation) get(key string, build func() proto.Message, withoutVersion func(proto.Message)) *entry {
+// get returns the entry named key, computing it with build on first use;
+// version points to the built message's version field.
+func (g *generation) get(key string, build func() proto.Message, version func(proto.Message) *uint64) *entry {
 	g.mu.Lock()
 	e := g.entries[key]
 	if e == nil {
@@ -245,29 +250,38 @@ func (g *generation) get(key string, build func() proto.Message, withoutVersion 
 	g.mu.Unlock()
 	e.once.Do(func() {
 		e.msg = build()
-		c := proto.Clone(e.msg)
-		withoutVersion(c)
-		// Marshalling a message the package just built cannot fail; an
-		// empty encoding only makes the next comparison say "changed".
-		e.bare, _ = proto.MarshalOptions{Deterministic: true}.Marshal(c)
+		// The version is left out of the comparison: it is zeroed while
+		// encoding (no other goroutine sees msg yet) and put back.
+		v := version(e.msg)
+		was := *v
+		*v = 0
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(e.msg)
+		*v = was
+		// Marshalling a message the package just built cannot fail; if
+		// it did, the next comparison would only say "changed".
+		if err == nil {
+			e.sum, e.summed = sha256.Sum256(b), true
+		}
 	})
 	return e
 }
+
+func destinationVersion(m proto.Message) *uint64 { return &m.(*meshv1.DestinationSnapshot).Version }
+
+func inboundVersion(m proto.Message) *uint64 { return &m.(*meshv1.InboundSnapshot).Version }
 
 // destination returns the shared DestinationSnapshot of key, as asked
 // for with authority.
 func (g *generation) destination(key config.ServiceKey, authority string) *entry {
 	return g.get("d\x00"+string(key)+"\x00"+authority,
-		func() proto.Message { return Destination(g.snap, key, authority) },
-		func(m proto.Message) { m.(*meshv1.DestinationSnapshot).Version = 0 })
+		func() proto.Message { return Destination(g.snap, key, authority) }, destinationVersion)
 }
 
 // destinationByAddress returns the shared DestinationSnapshot of a
 // captured connection's original destination addr.
 func (g *generation) destinationByAddress(addr netip.AddrPort, authority string) *entry {
 	return g.get("a\x00"+addr.String()+"\x00"+authority,
-		func() proto.Message { return DestinationByAddress(g.snap, addr, authority) },
-		func(m proto.Message) { m.(*meshv1.DestinationSnapshot).Version = 0 })
+		func() proto.Message { return DestinationByAddress(g.snap, addr, authority) }, destinationVersion)
 }
 
 // inbound returns the shared InboundSnapshot of the proxy info describes
@@ -295,6 +309,5 @@ func (g *generation) inbound(info *meshv1.ProxyInfo, meshDefault meshv1.InboundP
 		key += p.ID
 	}
 	return g.get(key,
-		func() proto.Message { return inboundOf(g.snap, p, meshDefault) },
-		func(m proto.Message) { m.(*meshv1.InboundSnapshot).Version = 0 })
+		func() proto.Message { return inboundOf(g.snap, p, meshDefault) }, inboundVersion)
 }
