@@ -86,7 +86,8 @@ type Server struct {
 	feed  feed
 	cache cache
 
-	// mu guards proxies.
+	// mu guards proxies, the records of the single watches (a Mesh
+	// stream keeps its own, see meshStream.addSent).
 	mu      sync.Mutex
 	proxies map[string]*proxyState
 }
@@ -150,7 +151,6 @@ func (s *Server) Shutdown() {
 // a copy.
 func (s *Server) Sent() map[string]ProxySent {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := make(map[string]ProxySent, len(s.proxies))
 	for id, p := range s.proxies {
 		ps := ProxySent{Streams: p.streams, Inbound: p.inbound, Destinations: map[string]uint64{}}
@@ -160,6 +160,13 @@ func (s *Server) Sent() map[string]ProxySent {
 			}
 		}
 		out[id] = ps
+	}
+	s.mu.Unlock()
+	// Mesh streams keep their own record (see meshStream.addSent).
+	s.feed.mu.Lock()
+	defer s.feed.mu.Unlock()
+	for m := range s.feed.streams {
+		m.addSent(out)
 	}
 	return out
 }
