@@ -123,7 +123,7 @@ func New(src config.Source, cfg Config) *Server {
 		done:             make(chan struct{}),
 		proxies:          map[string]*proxyState{},
 	}
-	s.feed = feed{src: src, debounce: cfg.Debounce, done: s.done}
+	s.feed = feed{src: src, debounce: cfg.Debounce, done: s.done, pumpDone: make(chan struct{}, 1)}
 	return s
 }
 

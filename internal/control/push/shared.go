@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -50,6 +51,67 @@ type feed struct {
 	stop     chan struct{} // closed to stop the running goroutine; nil when none runs
 	// streams are the open Mesh streams, kicked on every new round.
 	streams map[*meshStream]struct{}
+
+	// pumps counts the Mesh streams' running pumps; pumpDone is signalled
+	// (without blocking) when one ends. kickAll paces a round's kicks by
+	// them.
+	pumps    atomic.Int32
+	pumpDone chan struct{}
+}
+
+// Pacing of a round's kicks (see kickAll).
+const (
+	// maxPumps is how many pumps a round lets run at once: enough to keep
+	// every CPU busy sending, few enough that a round does not start one
+	// goroutine (and stack) per stream at the same instant.
+	maxPumps = 32
+	// pumpWait is how long kickAll waits for a running pump to end before
+	// it lets maxPumps more run: a pump whose proxy stopped reading blocks
+	// in Send, and must not hold up the others.
+	pumpWait = 10 * time.Millisecond
+)
+
+// pumpStarted and pumpEnded count a Mesh stream's pump.
+func (f *feed) pumpStarted() { f.pumps.Add(1) }
+
+func (f *feed) pumpEnded() {
+	f.pumps.Add(-1)
+	select {
+	case f.pumpDone <- struct{}{}:
+	default:
+	}
+}
+
+// kickAll kicks every stream of streams, letting at most maxPumps pumps
+// run at once (more while some are blocked, see pumpWait). It returns
+// early when stop is closed or the server shuts down.
+func (f *feed) kickAll(streams []*meshStream, stop <-chan struct{}) {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	allowed := int32(maxPumps)
+	for _, m := range streams {
+		for f.pumps.Load() >= allowed {
+			if t == nil {
+				t = time.NewTimer(pumpWait)
+			} else {
+				t.Reset(pumpWait)
+			}
+			select {
+			case <-f.pumpDone:
+			case <-t.C:
+				allowed += maxPumps
+			case <-stop:
+				return
+			case <-f.done:
+				return
+			}
+		}
+		m.kick()
+	}
 }
 
 // add registers a Mesh stream to kick on every new round.
@@ -134,13 +196,15 @@ func (f *feed) run(stop <-chan struct{}) {
 			f.mu.Unlock()
 			return
 		}
+		var kick []*meshStream
 		if f.cur.snap.Version != snap.Version {
 			f.publishLocked(snap)
-			for m := range f.streams {
-				m.kick()
-			}
+			kick = slices.Collect(maps.Keys(f.streams))
 		}
 		f.mu.Unlock()
+		// A stream added meanwhile walks the new round on its own first
+		// subscription; one removed ignores the kick.
+		f.kickAll(kick, stop)
 		select {
 		case <-stop:
 			return

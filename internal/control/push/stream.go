@@ -269,11 +269,13 @@ func (m *meshStream) kickLocked() {
 		return
 	}
 	m.running = true
+	m.s.feed.pumpStarted()
 	go m.pump()
 }
 
 // pump walks the subscriptions while kicks come, then exits.
 func (m *meshStream) pump() {
+	defer m.s.feed.pumpEnded()
 	for {
 		r := m.s.feed.current()
 		m.mu.Lock()
