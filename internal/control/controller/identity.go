@@ -102,16 +102,27 @@ func (c *Controller) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.S
 		return status.Errorf(codes.Unauthenticated,
 			"the mesh API needs the proxy's certificate (%v); a proxy gets one from Identity.Certify with its join token first", err)
 	}
-	return handler(srv, &authorizedStream{ServerStream: ss, c: c, peer: peer})
+	ctx := context.WithValue(ss.Context(), peerIDKey{}, peer)
+	return handler(srv, &authorizedStream{ServerStream: ss, ctx: ctx, c: c, peer: peer})
 }
 
+// peerIDKey is the context key of the caller's verified SPIFFE ID on an
+// authorized stream: a connection's identity does not change, so the
+// checks made on every configuration change need not parse its
+// certificate again.
+type peerIDKey struct{}
+
 // authorizedStream checks the request of an Inbound.Watch against the
-// caller's identity as it is received.
+// caller's identity as it is received, and carries that identity in its
+// context.
 type authorizedStream struct {
 	grpc.ServerStream
+	ctx  context.Context
 	c    *Controller
 	peer string
 }
+
+func (s *authorizedStream) Context() context.Context { return s.ctx }
 
 func (s *authorizedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
@@ -126,11 +137,14 @@ func (s *authorizedStream) RecvMsg(m any) error {
 
 // authorizeInbound is the check of checkInbound for an inbound
 // subscription on a Mesh stream, whose context carries the peer (the
-// stream passed authorizeStream, so it has one).
+// stream passed authorizeStream, so it has one, and its verified ID).
 func (c *Controller) authorizeInbound(ctx context.Context, info *meshv1.ProxyInfo) error {
-	peer, err := identity.PeerID(ctx)
-	if err != nil {
-		return status.Errorf(codes.Unauthenticated, "the inbound configuration needs the proxy's certificate: %v", err)
+	peer, ok := ctx.Value(peerIDKey{}).(string)
+	if !ok {
+		var err error
+		if peer, err = identity.PeerID(ctx); err != nil {
+			return status.Errorf(codes.Unauthenticated, "the inbound configuration needs the proxy's certificate: %v", err)
+		}
 	}
 	return c.checkInbound(peer, info)
 }
