@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"weft.dev/weft/api/identityv1"
@@ -68,9 +67,9 @@ func (c *Controller) IssueToken(ns, sa string) (string, error) {
 // that authenticates proxies on the mesh API, and the per-connection
 // settings below.
 func (c *Controller) serverOptions() []grpc.ServerOption {
-	tlsCfg := mtls.ControlServerConfig(c.ca.ServingCerts(c.cfg.ServingDNS, nil), c.ca.Bundle())
+	creds := mtls.ControlServerCredentials(c.ca.ServingCerts(c.cfg.ServingDNS, nil), c.ca.Bundle())
 	return []grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(creds),
 		grpc.ChainStreamInterceptor(c.authorizeStream),
 		grpc.ReadBufferSize(connReadBuffer),
 		grpc.WriteBufferSize(connWriteBuffer),
