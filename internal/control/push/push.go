@@ -17,8 +17,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -462,14 +462,21 @@ func backend(snap *config.Snapshot, key config.ServiceKey, port, weight uint32) 
 			portName, filter = sp.Name, true
 		}
 	}
-	eps := slices.Clone(svc.Endpoints)
-	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
-	seen := map[string]bool{}
-	for _, ep := range eps {
-		if !ep.Ready || (filter && ep.PortName != portName) || seen[ep.Address] {
+	// By address, the first of several with the same address only.
+	eps := make([]*config.Endpoint, 0, len(svc.Endpoints))
+	for i := range svc.Endpoints {
+		if ep := &svc.Endpoints[i]; ep.Ready && (!filter || ep.PortName == portName) {
+			eps = append(eps, ep)
+		}
+	}
+	slices.SortStableFunc(eps, func(a, b *config.Endpoint) int { return strings.Compare(a.Address, b.Address) })
+	if len(eps) > 0 {
+		b.Endpoints = make([]*meshv1.Endpoint, 0, len(eps))
+	}
+	for i, ep := range eps {
+		if i > 0 && eps[i-1].Address == ep.Address {
 			continue
 		}
-		seen[ep.Address] = true
 		b.Endpoints = append(b.Endpoints, &meshv1.Endpoint{
 			Address:  ep.Address,
 			Identity: ep.Identity,

@@ -271,13 +271,37 @@ type generation struct {
 	snap *config.Snapshot
 
 	mu      sync.Mutex
-	entries map[string]*entry
+	entries map[entryKey]*entry
 
-	// byWorkload maps "namespace/workload" to the first proxy (by ID)
-	// of that workload, built on first use.
+	// byWorkload maps a workload to the first proxy (by ID) of that
+	// workload, built on first use.
 	indexOnce  sync.Once
-	byWorkload map[string]*config.Proxy
+	byWorkload map[workloadKey]*config.Proxy
 }
+
+// entryKey names an entry of a generation: a destination asked for with
+// an authority (by service, or by a captured connection's original
+// destination addr), or the inbound snapshot of a proxy ("" when none is
+// known). It is a comparable value, so a lookup allocates nothing.
+type entryKey struct {
+	kind      entryKind
+	svc       config.ServiceKey
+	addr      netip.AddrPort
+	authority string
+	proxy     string
+	// policy is the mesh's default inbound policy, for an inbound entry.
+	policy meshv1.InboundPolicy_Default
+}
+
+type entryKind uint8
+
+const (
+	byService entryKind = iota
+	byAddress
+	inbound
+)
+
+type workloadKey struct{ namespace, workload string }
 
 // cache holds the generations of the newest two snapshot versions.
 type cache struct {
@@ -296,36 +320,48 @@ func (c *cache) gen(snap *config.Snapshot) *generation {
 	case c.prev != nil && c.prev.snap.Version == snap.Version:
 		return c.prev
 	case c.cur == nil || snap.Version > c.cur.snap.Version:
-		c.prev, c.cur = c.cur, &generation{snap: snap, entries: map[string]*entry{}}
+		n := 0
+		if c.cur != nil {
+			c.cur.mu.Lock()
+			n = len(c.cur.entries) // streams mostly ask for the same again
+			c.cur.mu.Unlock()
+		}
+		c.prev, c.cur = c.cur, &generation{snap: snap, entries: make(map[entryKey]*entry, n)}
 		return c.cur
 	}
-	return &generation{snap: snap, entries: map[string]*entry{}}
+	return &generation{snap: snap, entries: map[entryKey]*entry{}}
 }
 
-// get returns the entry named key, computing it with build on first use;
+// digestBuffers hold the encodings being digested (see get).
+var digestBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// get returns the entry named k, computing it with build on first use;
 // version points to the built message's version field.
-func (g *generation) get(key string, build func() proto.Message, version func(proto.Message) *uint64) *entry {
+func (g *generation) get(k entryKey, build func(*generation, entryKey) proto.Message, version func(proto.Message) *uint64) *entry {
 	g.mu.Lock()
-	e := g.entries[key]
+	e := g.entries[k]
 	if e == nil {
 		e = &entry{}
-		g.entries[key] = e
+		g.entries[k] = e
 	}
 	g.mu.Unlock()
 	e.once.Do(func() {
-		e.msg = build()
+		e.msg = build(g, k)
 		// The version is left out of the comparison: it is zeroed while
 		// encoding (no other goroutine sees msg yet) and put back.
 		v := version(e.msg)
 		was := *v
 		*v = 0
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(e.msg)
+		buf := digestBuffers.Get().(*[]byte)
+		b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend((*buf)[:0], e.msg)
 		*v = was
 		// Marshalling a message the package just built cannot fail; if
 		// it did, the next comparison would only say "changed".
 		if err == nil {
 			e.sum, e.summed = sha256.Sum256(b), true
 		}
+		*buf = b
+		digestBuffers.Put(buf)
 	})
 	return e
 }
@@ -334,18 +370,32 @@ func destinationVersion(m proto.Message) *uint64 { return &m.(*meshv1.Destinatio
 
 func inboundVersion(m proto.Message) *uint64 { return &m.(*meshv1.InboundSnapshot).Version }
 
+func buildDestination(g *generation, k entryKey) proto.Message {
+	return Destination(g.snap, k.svc, k.authority)
+}
+
+func buildDestinationByAddress(g *generation, k entryKey) proto.Message {
+	return DestinationByAddress(g.snap, k.addr, k.authority)
+}
+
+func buildInbound(g *generation, k entryKey) proto.Message {
+	var p *config.Proxy
+	if k.proxy != "" {
+		p = g.snap.Proxies[k.proxy]
+	}
+	return inboundOf(g.snap, p, k.policy)
+}
+
 // destination returns the shared DestinationSnapshot of key, as asked
 // for with authority.
 func (g *generation) destination(key config.ServiceKey, authority string) *entry {
-	return g.get("d\x00"+string(key)+"\x00"+authority,
-		func() proto.Message { return Destination(g.snap, key, authority) }, destinationVersion)
+	return g.get(entryKey{kind: byService, svc: key, authority: authority}, buildDestination, destinationVersion)
 }
 
 // destinationByAddress returns the shared DestinationSnapshot of a
 // captured connection's original destination addr.
 func (g *generation) destinationByAddress(addr netip.AddrPort, authority string) *entry {
-	return g.get("a\x00"+addr.String()+"\x00"+authority,
-		func() proto.Message { return DestinationByAddress(g.snap, addr, authority) }, destinationVersion)
+	return g.get(entryKey{kind: byAddress, addr: addr, authority: authority}, buildDestinationByAddress, destinationVersion)
 }
 
 // inbound returns the shared InboundSnapshot of the proxy info describes
@@ -354,10 +404,10 @@ func (g *generation) inbound(info *meshv1.ProxyInfo, meshDefault meshv1.InboundP
 	p := g.snap.Proxies[info.GetId()]
 	if p == nil && info.GetWorkload() != "" {
 		g.indexOnce.Do(func() {
-			g.byWorkload = map[string]*config.Proxy{}
+			g.byWorkload = map[workloadKey]*config.Proxy{}
 			for _, id := range slices.Sorted(maps.Keys(g.snap.Proxies)) {
 				q := g.snap.Proxies[id]
-				if k := q.Namespace + "/" + q.Service; g.byWorkload[k] == nil {
+				if k := (workloadKey{q.Namespace, q.Service}); g.byWorkload[k] == nil {
 					g.byWorkload[k] = q
 				}
 			}
@@ -366,12 +416,11 @@ func (g *generation) inbound(info *meshv1.ProxyInfo, meshDefault meshv1.InboundP
 		if ns == "" {
 			ns = config.DefaultNamespace
 		}
-		p = g.byWorkload[ns+"/"+info.GetWorkload()]
+		p = g.byWorkload[workloadKey{ns, info.GetWorkload()}]
 	}
-	key := "i\x00" // no proxy known: the same empty snapshot for all
+	k := entryKey{kind: inbound, policy: meshDefault} // no proxy known: the same empty snapshot for all
 	if p != nil {
-		key += p.ID
+		k.proxy = p.ID
 	}
-	return g.get(key,
-		func() proto.Message { return inboundOf(g.snap, p, meshDefault) }, inboundVersion)
+	return g.get(k, buildInbound, inboundVersion)
 }
