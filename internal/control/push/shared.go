@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -24,11 +25,11 @@ import (
 //     publishes rounds: each round carries the snapshot to evaluate and a
 //     channel closed when the next round is published. It runs one
 //     goroutine while at least one stream watches.
-//   - cache keeps, for the newest two snapshot versions, every message
-//     computed from them (per destination and authority, per resolved
-//     inbound proxy), with a digest of its encoding without the version
-//     for comparison and, once a stream asked for it, a grpc.PreparedMsg
-//     every stream sends as is.
+//   - cache keeps, for the newest snapshot version (and the one before
+//     while a stream still walks it), every message computed from it (per
+//     destination and authority, per resolved inbound proxy), with a
+//     digest of its encoding without the version for comparison and, once
+//     a stream asked for it, a grpc.PreparedMsg every stream sends as is.
 
 // round is one published snapshot of the feed.
 type round struct {
@@ -303,30 +304,36 @@ const (
 
 type workloadKey struct{ namespace, workload string }
 
-// cache holds the generations of the newest two snapshot versions.
+// cache holds the generation of the newest snapshot version, and the one
+// before while a stream still walks it: streams that read a round just
+// before the next one was published share it too, and once none holds it
+// the collector takes it (a stream keeps only the digest of what it sent).
 type cache struct {
-	mu        sync.Mutex
-	cur, prev *generation
+	mu   sync.Mutex
+	cur  *generation
+	prev weak.Pointer[generation]
 }
 
-// gen returns the generation of snap; for a snapshot older than both
-// kept, a fresh one that is not kept.
+// gen returns the generation of snap; for an older snapshot no longer
+// held, a fresh one that is not kept.
 func (c *cache) gen(snap *config.Snapshot) *generation {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case c.cur != nil && c.cur.snap.Version == snap.Version:
+	if c.cur != nil && c.cur.snap.Version == snap.Version {
 		return c.cur
-	case c.prev != nil && c.prev.snap.Version == snap.Version:
-		return c.prev
-	case c.cur == nil || snap.Version > c.cur.snap.Version:
+	}
+	if prev := c.prev.Value(); prev != nil && prev.snap.Version == snap.Version {
+		return prev
+	}
+	if c.cur == nil || snap.Version > c.cur.snap.Version {
 		n := 0
 		if c.cur != nil {
 			c.cur.mu.Lock()
 			n = len(c.cur.entries) // streams mostly ask for the same again
 			c.cur.mu.Unlock()
+			c.prev = weak.Make(c.cur)
 		}
-		c.prev, c.cur = c.cur, &generation{snap: snap, entries: make(map[entryKey]*entry, n)}
+		c.cur = &generation{snap: snap, entries: make(map[entryKey]*entry, n)}
 		return c.cur
 	}
 	return &generation{snap: snap, entries: map[entryKey]*entry{}}

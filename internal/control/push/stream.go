@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -47,7 +48,7 @@ type subKey struct {
 }
 
 // subscription is one watch on a stream. Only the pump reads and writes
-// last and refused.
+// lastSum, hasLast and refused.
 type subscription struct {
 	key subKey
 	// svc is the service a destination subscription names, or, when
@@ -57,8 +58,11 @@ type subscription struct {
 	byAddr bool
 	// tracked is the name Sent reports a destination under.
 	tracked string
-	// last is the entry sent last; nil before the first.
-	last *entry
+	// lastSum is the digest of the entry sent last (see entry.sum), when
+	// hasLast: only the digest, so that a subscription does not keep an
+	// old generation's message alive.
+	lastSum [sha256.Size]byte
+	hasLast bool
 	// refused is the refusal sent last for an inbound subscription; ""
 	// while allowed.
 	refused string
@@ -356,7 +360,7 @@ func (m *meshStream) evaluate(g *generation, sub *subscription) error {
 	if sub.key.inbound {
 		if auth := m.s.authorizeInbound; auth != nil {
 			if err := auth(m.ctx, m.info); err != nil {
-				sub.last = nil
+				sub.hasLast = false
 				msg := err.Error()
 				if msg == sub.refused {
 					return nil
@@ -372,7 +376,7 @@ func (m *meshStream) evaluate(g *generation, sub *subscription) error {
 	} else {
 		e = sub.entry(g)
 	}
-	if sub.last != nil && e.same(sub.last) {
+	if sub.hasLast && e.summed && e.sum == sub.lastSum {
 		return nil
 	}
 	// Recorded before Send so that a client that has received the
@@ -381,7 +385,7 @@ func (m *meshStream) evaluate(g *generation, sub *subscription) error {
 	if err := e.sendWrapped(m.stream, sub.key.inbound); err != nil {
 		return err
 	}
-	sub.last = e
+	sub.lastSum, sub.hasLast = e.sum, e.summed
 	return nil
 }
 
