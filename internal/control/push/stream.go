@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -86,8 +85,10 @@ type meshStream struct {
 	info   *meshv1.ProxyInfo
 
 	// mu guards everything below.
-	mu   sync.Mutex
-	subs map[subKey]*subscription
+	mu sync.Mutex
+	// subs are the subscriptions, each key once: a slice, which costs
+	// less than a map for the few a proxy holds.
+	subs []*subscription
 	// errs are refusals of subscriptions to send.
 	errs []*meshv1.SubscriptionError
 	// fresh: a subscription was added since the last walk, which then
@@ -113,7 +114,7 @@ func (s meshServer) Stream(stream meshv1.Mesh_StreamServer) error {
 	if info == nil {
 		return status.Error(codes.InvalidArgument, "the first message of Mesh.Stream must be hello with the proxy's ProxyInfo")
 	}
-	m := &meshStream{s: s.Server, ctx: stream.Context(), stream: stream, info: info, subs: map[subKey]*subscription{}}
+	m := &meshStream{s: s.Server, ctx: stream.Context(), stream: stream, info: info}
 	s.feed.join()
 	defer s.feed.leave()
 	s.feed.add(m)
@@ -176,10 +177,10 @@ func (m *meshStream) subscribe(sub *meshv1.Subscription) {
 		m.kickLocked()
 		return
 	}
-	if m.subs[k] != nil || m.closed {
+	if m.closed || slices.ContainsFunc(m.subs, func(x *subscription) bool { return x.key == k }) {
 		return
 	}
-	m.subs[k] = s
+	m.subs = append(m.subs, s)
 	m.fresh = true
 	m.kickLocked()
 }
@@ -213,7 +214,7 @@ func (m *meshStream) unsubscribe(sub *meshv1.Subscription) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.subs, k)
+	m.subs = slices.DeleteFunc(m.subs, func(x *subscription) bool { return x.key == k })
 }
 
 // close ends every subscription; the stream is over.
@@ -221,7 +222,7 @@ func (m *meshStream) close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	clear(m.subs)
+	m.subs = nil
 }
 
 // addSent adds what m was last sent to out, under its proxy's ID: the
@@ -312,7 +313,7 @@ func (m *meshStream) pump() {
 		m.snap = snap
 		errs := m.errs
 		m.errs = nil
-		subs := slices.Collect(maps.Values(m.subs))
+		subs := slices.Clone(m.subs)
 		m.mu.Unlock()
 
 		for _, e := range errs {
