@@ -197,7 +197,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			firstErr.Store(err.Error())
 		}
 	}
-	// The proxy's own credentials (internal/proxy/identity uses the same).
+	// The proxy's own credentials and dial options (internal/proxy/identity and sidecar use
+	// the same).
 	creds := mtls.ControlCredentials(leaf, bundle, identity.ControllerIdentity(config.DefaultTrustDomain).String())
 	ws := make([]*watcher, cfg.Proxies)
 	defer func() {
@@ -212,7 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer cancel()
 	start := time.Now()
 	for i := range ws {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+		conn, err := grpc.NewClient(addr, append(discovery.DialOptions(), grpc.WithTransportCredentials(creds))...)
 		if err != nil {
 			return nil, fmt.Errorf("gRPC client: %w", err)
 		}
