@@ -52,11 +52,12 @@ type Config struct {
 //   - keepalive pings notice a controller that vanished without closing
 //     its connections; gRPC servers refuse pings more frequent than every
 //     5 minutes by default, hence the long interval;
-//   - static flow-control windows of 1 MiB: the controller's messages are
-//     snapshots of at most a few hundred KiB, so the bandwidth-delay
-//     estimator that widens windows had nothing to gain, while its ping
-//     after every message the controller sent cost the controller a ping
-//     to read and an acknowledgement to write per proxy and change.
+//   - static flow-control windows of 1 MiB: the controller's snapshots are
+//     usually a few KiB (a larger one still arrives, a window at a time),
+//     so the bandwidth-delay estimator that widens windows had little to
+//     gain, while its ping after every message the controller sent cost
+//     the controller a ping to read and an acknowledgement to write per
+//     proxy and change.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}),
