@@ -53,6 +53,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "weft-controller: unexpected arguments %q; see -help\n", fs.Args())
 		os.Exit(2)
 	}
+	controller.SetGCPercent()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)
 	stop()

@@ -14,7 +14,10 @@
 //     protocol and PeerIdentity the caller; otherwise the bytes are plaintext
 //     or the application's own TLS, for detection (permissive) or refusal
 //     (strict);
-//   - proxy to controller: ControlClientConfig; controller: ControlServerConfig.
+//   - proxy to controller: ControlClientConfig, or ControlCredentials for
+//     gRPC; controller: ControlServerConfig, or ControlServerCredentials for
+//     gRPC, which complete a proxy's chain with the controller's own issuer
+//     so that a proxy may present its leaf alone.
 //
 // Both weft-proxy and weft-controller may import mtls; it must never import
 // Kubernetes libraries or other weft packages. Every function and every

@@ -21,6 +21,7 @@ import (
 // crypto/x509 so that tests can make certificates the CA would never sign.
 type testPKI struct {
 	root      *x509.Certificate
+	rootKey   crypto.Signer
 	issuer    *x509.Certificate
 	issuerKey crypto.Signer
 }
@@ -39,13 +40,31 @@ func newPKI(t *testing.T, name string) *testPKI {
 		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
 	}
 	root := mustCreate(t, rootT, rootT, rootKey.Public(), rootKey)
+	p := &testPKI{root: root, rootKey: rootKey}
+	p.newIssuer(t, name+" issuer")
+	return p
+}
+
+// newIssuer gives p a new issuer named cn below its root.
+func (p *testPKI) newIssuer(t *testing.T, cn string) {
+	t.Helper()
+	now := time.Now()
 	issKey := mustKey(t)
 	issT := &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: name + " issuer"},
+		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: cn},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
 	}
-	return &testPKI{root: root, issuer: mustCreate(t, issT, root, issKey.Public(), rootKey), issuerKey: issKey}
+	p.issuer, p.issuerKey = mustCreate(t, issT, p.root, issKey.Public(), p.rootKey), issKey
+}
+
+// sibling is another issuer below p's root with the same name as p's (an
+// issuer rotated without renaming it).
+func (p *testPKI) sibling(t *testing.T) *testPKI {
+	t.Helper()
+	q := &testPKI{root: p.root, rootKey: p.rootKey}
+	q.newIssuer(t, p.issuer.Subject.CommonName)
+	return q
 }
 
 func (p *testPKI) bundle(t *testing.T) *mtls.Bundle {

@@ -28,7 +28,7 @@ const (
 // digitalSignature key usage. When expectedID is not empty, that ID must
 // equal expectedID byte for byte.
 func VerifyPeer(certs []*x509.Certificate, bundle *Bundle, usage Usage, expectedID string) (string, error) {
-	return verify(certs, bundle, usage, expectedID, false)
+	return verify(certs, bundle, usage, expectedID, false, nil)
 }
 
 // VerifyController checks the controller's serving chain: like VerifyPeer
@@ -39,10 +39,12 @@ func VerifyController(certs []*x509.Certificate, bundle *Bundle, expectedID stri
 	if expectedID == "" {
 		return "", errors.New("mtls: no controller identity to check the controller's certificate against")
 	}
-	return verify(certs, bundle, ServerAuth, expectedID, true)
+	return verify(certs, bundle, ServerAuth, expectedID, true, nil)
 }
 
-func verify(certs []*x509.Certificate, bundle *Bundle, usage Usage, expectedID string, hostSANs bool) (string, error) {
+// verify is VerifyPeer and VerifyController; issuers are intermediates
+// the verifier holds itself, besides those the peer sent.
+func verify(certs []*x509.Certificate, bundle *Bundle, usage Usage, expectedID string, hostSANs bool, issuers []*x509.Certificate) (string, error) {
 	if len(certs) == 0 {
 		return "", errors.New("mtls: peer presented no certificate")
 	}
@@ -66,6 +68,9 @@ func verify(certs []*x509.Certificate, bundle *Bundle, usage Usage, expectedID s
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	for _, c := range issuers {
 		inter.AddCert(c)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{

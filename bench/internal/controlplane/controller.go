@@ -104,8 +104,11 @@ func ServiceName(i int) string { return "svc-" + strconv.Itoa(i) }
 // a TrafficSplit), signing with the issuer in EnvDir. It prints "ready ADDR" with its gRPC
 // address on out once it serves, then reads one weight (0..100) per line from in, applies the
 // TrafficSplit with that weight for RootService's v1 backend, and prints "applied" (or
-// "error: ...") per line. The line "stats" is answered with "stats " and the JSON of Stats. It returns when ctx ends or in closes.
+// "error: ...") per line. The line "stats" is answered with "stats " and the JSON of Stats.
+// It returns when ctx ends or in closes. Like weft-controller, it sets the garbage
+// collector's target to controller.GCPercent unless $GOGC is set.
 func ServeController(ctx context.Context, in io.Reader, out io.Writer) error {
+	controller.SetGCPercent() // as weft-controller does
 	n, err := strconv.Atoi(os.Getenv(EnvServices))
 	if err != nil || n < 1 {
 		return fmt.Errorf("$%s: want a positive number, got %q", EnvServices, os.Getenv(EnvServices))

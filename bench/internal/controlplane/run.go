@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/bench/internal/procstat"
@@ -198,7 +197,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			firstErr.Store(err.Error())
 		}
 	}
-	tlsCfg := mtls.ControlClientConfig(leaf, bundle, identity.ControllerIdentity(config.DefaultTrustDomain).String())
+	// The proxy's own credentials and dial options (internal/proxy/identity and sidecar use
+	// the same).
+	creds := mtls.ControlCredentials(leaf, bundle, identity.ControllerIdentity(config.DefaultTrustDomain).String())
 	ws := make([]*watcher, cfg.Proxies)
 	defer func() {
 		for _, w := range ws {
@@ -212,7 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer cancel()
 	start := time.Now()
 	for i := range ws {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+		conn, err := grpc.NewClient(addr, append(discovery.DialOptions(), grpc.WithTransportCredentials(creds))...)
 		if err != nil {
 			return nil, fmt.Errorf("gRPC client: %w", err)
 		}

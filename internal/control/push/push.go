@@ -17,8 +17,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,7 +86,8 @@ type Server struct {
 	feed  feed
 	cache cache
 
-	// mu guards proxies.
+	// mu guards proxies, the records of the single watches (a Mesh
+	// stream keeps its own, see meshStream.addSent).
 	mu      sync.Mutex
 	proxies map[string]*proxyState
 }
@@ -122,7 +123,7 @@ func New(src config.Source, cfg Config) *Server {
 		done:             make(chan struct{}),
 		proxies:          map[string]*proxyState{},
 	}
-	s.feed = feed{src: src, debounce: cfg.Debounce, done: s.done}
+	s.feed = feed{src: src, debounce: cfg.Debounce, done: s.done, pumpDone: make(chan struct{}, 1)}
 	return s
 }
 
@@ -150,7 +151,6 @@ func (s *Server) Shutdown() {
 // a copy.
 func (s *Server) Sent() map[string]ProxySent {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := make(map[string]ProxySent, len(s.proxies))
 	for id, p := range s.proxies {
 		ps := ProxySent{Streams: p.streams, Inbound: p.inbound, Destinations: map[string]uint64{}}
@@ -160,6 +160,13 @@ func (s *Server) Sent() map[string]ProxySent {
 			}
 		}
 		out[id] = ps
+	}
+	s.mu.Unlock()
+	// Mesh streams keep their own record (see meshStream.addSent).
+	s.feed.mu.Lock()
+	defer s.feed.mu.Unlock()
+	for m := range s.feed.streams {
+		m.addSent(out)
 	}
 	return out
 }
@@ -455,14 +462,21 @@ func backend(snap *config.Snapshot, key config.ServiceKey, port, weight uint32) 
 			portName, filter = sp.Name, true
 		}
 	}
-	eps := slices.Clone(svc.Endpoints)
-	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
-	seen := map[string]bool{}
-	for _, ep := range eps {
-		if !ep.Ready || (filter && ep.PortName != portName) || seen[ep.Address] {
+	// By address, the first of several with the same address only.
+	eps := make([]*config.Endpoint, 0, len(svc.Endpoints))
+	for i := range svc.Endpoints {
+		if ep := &svc.Endpoints[i]; ep.Ready && (!filter || ep.PortName == portName) {
+			eps = append(eps, ep)
+		}
+	}
+	slices.SortStableFunc(eps, func(a, b *config.Endpoint) int { return strings.Compare(a.Address, b.Address) })
+	if len(eps) > 0 {
+		b.Endpoints = make([]*meshv1.Endpoint, 0, len(eps))
+	}
+	for i, ep := range eps {
+		if i > 0 && eps[i-1].Address == ep.Address {
 			continue
 		}
-		seen[ep.Address] = true
 		b.Endpoints = append(b.Endpoints, &meshv1.Endpoint{
 			Address:  ep.Address,
 			Identity: ep.Identity,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -291,5 +292,35 @@ func TestStreamsShareSnapshots(t *testing.T) {
 	}
 	if e := g.destination(config.Key("api", "default"), "api"); e.prepared == nil {
 		t.Fatal("the shared message was not encoded once for the streams (no PreparedMsg)")
+	}
+}
+
+// TestBackendEndpoints: a backend lists the ready endpoints of the port
+// asked for, by address, each address once.
+func TestBackendEndpoints(t *testing.T) {
+	snap := &config.Snapshot{Services: map[config.ServiceKey]*config.Service{
+		config.Key("api", ""): {Name: "api", Namespace: "default", Ports: []config.ServicePort{{Name: "http", Port: 80}, {Name: "admin", Port: 9000}},
+			Endpoints: []config.Endpoint{
+				{Address: "10.0.0.3:8080", PortName: "http", Ready: true, Identity: "third"},
+				{Address: "10.0.0.1:8080", PortName: "http", Ready: true, Identity: "first"},
+				{Address: "10.0.0.2:8080", PortName: "http", Ready: false},
+				{Address: "10.0.0.1:8080", PortName: "http", Ready: true, Identity: "duplicate"},
+				{Address: "10.0.0.1:9000", PortName: "admin", Ready: true},
+			}},
+	}}
+	for _, tc := range []struct {
+		port uint32
+		want []string
+	}{
+		{80, []string{"10.0.0.1:8080 first", "10.0.0.3:8080 third"}},
+		{0, []string{"10.0.0.1:8080 first", "10.0.0.1:9000 ", "10.0.0.3:8080 third"}},
+	} {
+		var got []string
+		for _, ep := range backend(snap, config.Key("api", ""), tc.port, 1).GetEndpoints() {
+			got = append(got, ep.GetAddress()+" "+ep.GetIdentity())
+		}
+		if strings.Join(got, ", ") != strings.Join(tc.want, ", ") {
+			t.Errorf("port %d: endpoints %q, want %q", tc.port, got, tc.want)
+		}
 	}
 }

@@ -1,12 +1,14 @@
 package push
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+	"weak"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -23,10 +25,11 @@ import (
 //     publishes rounds: each round carries the snapshot to evaluate and a
 //     channel closed when the next round is published. It runs one
 //     goroutine while at least one stream watches.
-//   - cache keeps, for the newest two snapshot versions, every message
-//     computed from them (per destination and authority, per resolved
-//     inbound proxy), with its encoding for comparison and, once a stream
-//     asked for it, a grpc.PreparedMsg every stream sends as is.
+//   - cache keeps, for the newest snapshot version (and the one before
+//     while a stream still walks it), every message computed from it (per
+//     destination and authority, per resolved inbound proxy), with a
+//     digest of its encoding without the version for comparison and, once
+//     a stream asked for it, a grpc.PreparedMsg every stream sends as is.
 
 // round is one published snapshot of the feed.
 type round struct {
@@ -49,6 +52,67 @@ type feed struct {
 	stop     chan struct{} // closed to stop the running goroutine; nil when none runs
 	// streams are the open Mesh streams, kicked on every new round.
 	streams map[*meshStream]struct{}
+
+	// pumps counts the Mesh streams' running pumps; pumpDone is signalled
+	// (without blocking) when one ends. kickAll paces a round's kicks by
+	// them.
+	pumps    atomic.Int32
+	pumpDone chan struct{}
+}
+
+// Pacing of a round's kicks (see kickAll).
+const (
+	// maxPumps is how many pumps a round lets run at once: enough to keep
+	// every CPU busy sending, few enough that a round does not start one
+	// goroutine (and stack) per stream at the same instant.
+	maxPumps = 32
+	// pumpWait is how long kickAll waits for a running pump to end before
+	// it lets maxPumps more run: a pump whose proxy stopped reading blocks
+	// in Send, and must not hold up the others.
+	pumpWait = 10 * time.Millisecond
+)
+
+// pumpStarted and pumpEnded count a Mesh stream's pump.
+func (f *feed) pumpStarted() { f.pumps.Add(1) }
+
+func (f *feed) pumpEnded() {
+	f.pumps.Add(-1)
+	select {
+	case f.pumpDone <- struct{}{}:
+	default:
+	}
+}
+
+// kickAll kicks every stream of streams, letting at most maxPumps pumps
+// run at once (more while some are blocked, see pumpWait). It returns
+// early when stop is closed or the server shuts down.
+func (f *feed) kickAll(streams []*meshStream, stop <-chan struct{}) {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	allowed := int32(maxPumps)
+	for _, m := range streams {
+		for f.pumps.Load() >= allowed {
+			if t == nil {
+				t = time.NewTimer(pumpWait)
+			} else {
+				t.Reset(pumpWait)
+			}
+			select {
+			case <-f.pumpDone:
+			case <-t.C:
+				allowed += maxPumps
+			case <-stop:
+				return
+			case <-f.done:
+				return
+			}
+		}
+		m.kick()
+	}
 }
 
 // add registers a Mesh stream to kick on every new round.
@@ -133,13 +197,15 @@ func (f *feed) run(stop <-chan struct{}) {
 			f.mu.Unlock()
 			return
 		}
+		var kick []*meshStream
 		if f.cur.snap.Version != snap.Version {
 			f.publishLocked(snap)
-			for m := range f.streams {
-				m.kick()
-			}
+			kick = slices.Collect(maps.Keys(f.streams))
 		}
 		f.mu.Unlock()
+		// A stream added meanwhile walks the new round on its own first
+		// subscription; one removed ignores the kick.
+		f.kickAll(kick, stop)
 		select {
 		case <-stop:
 			return
@@ -163,9 +229,12 @@ func (f *feed) run(stop <-chan struct{}) {
 type entry struct {
 	once sync.Once
 	msg  proto.Message
-	// bare is the deterministic encoding of msg without its version:
-	// two entries with equal bare carry the same configuration.
-	bare []byte
+	// sum is the SHA-256 of the deterministic encoding of msg without its
+	// version: two entries with equal sums carry the same configuration.
+	// summed is false when the encoding failed; such an entry equals no
+	// other.
+	sum    [sha256.Size]byte
+	summed bool
 
 	prepOnce sync.Once
 	prepared *grpc.PreparedMsg // nil when encoding for a stream failed
@@ -178,7 +247,7 @@ type entry struct {
 }
 
 // same reports whether e and o carry the same configuration.
-func (e *entry) same(o *entry) bool { return e == o || bytes.Equal(e.bare, o.bare) }
+func (e *entry) same(o *entry) bool { return e == o || (e.summed && o.summed && e.sum == o.sum) }
 
 // send sends e on stream, encoded once for all streams. The encoding is
 // made with the first stream's codec and compressor; the controller
@@ -203,71 +272,137 @@ type generation struct {
 	snap *config.Snapshot
 
 	mu      sync.Mutex
-	entries map[string]*entry
+	entries map[entryKey]*entry
 
-	// byWorkload maps "namespace/workload" to the first proxy (by ID)
-	// of that workload, built on first use.
+	// byWorkload maps a workload to the first proxy (by ID) of that
+	// workload, built on first use.
 	indexOnce  sync.Once
-	byWorkload map[string]*config.Proxy
+	byWorkload map[workloadKey]*config.Proxy
 }
 
-// cache holds the generations of the newest two snapshot versions.
+// entryKey names an entry of a generation: a destination asked for with
+// an authority (by service, or by a captured connection's original
+// destination addr), or the inbound snapshot of a proxy ("" when none is
+// known). It is a comparable value, so a lookup allocates nothing.
+type entryKey struct {
+	kind      entryKind
+	svc       config.ServiceKey
+	addr      netip.AddrPort
+	authority string
+	proxy     string
+	// policy is the mesh's default inbound policy, for an inbound entry.
+	policy meshv1.InboundPolicy_Default
+}
+
+type entryKind uint8
+
+const (
+	byService entryKind = iota
+	byAddress
+	inbound
+)
+
+type workloadKey struct{ namespace, workload string }
+
+// cache holds the generation of the newest snapshot version, and the one
+// before while a stream still walks it: streams that read a round just
+// before the next one was published share it too, and once none holds it
+// the collector takes it (a stream keeps only the digest of what it sent).
 type cache struct {
-	mu        sync.Mutex
-	cur, prev *generation
+	mu   sync.Mutex
+	cur  *generation
+	prev weak.Pointer[generation]
 }
 
-// gen returns the generation of snap; for a snapshot older than both
-// kept, a fresh one that is not kept.
+// gen returns the generation of snap; for an older snapshot no longer
+// held, a fresh one that is not kept.
 func (c *cache) gen(snap *config.Snapshot) *generation {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case c.cur != nil && c.cur.snap.Version == snap.Version:
-		return c.cur
-	case c.prev != nil && c.prev.snap.Version == snap.Version:
-		return c.prev
-	case c.cur == nil || snap.Version > c.cur.snap.Version:
-		c.prev, c.cur = c.cur, &generation{snap: snap, entries: map[string]*entry{}}
+	if c.cur != nil && c.cur.snap.Version == snap.Version {
 		return c.cur
 	}
-	return &generation{snap: snap, entries: map[string]*entry{}}
+	if prev := c.prev.Value(); prev != nil && prev.snap.Version == snap.Version {
+		return prev
+	}
+	if c.cur == nil || snap.Version > c.cur.snap.Version {
+		n := 0
+		if c.cur != nil {
+			c.cur.mu.Lock()
+			n = len(c.cur.entries) // streams mostly ask for the same again
+			c.cur.mu.Unlock()
+			c.prev = weak.Make(c.cur)
+		}
+		c.cur = &generation{snap: snap, entries: make(map[entryKey]*entry, n)}
+		return c.cur
+	}
+	return &generation{snap: snap, entries: map[entryKey]*entry{}}
 }
 
-// get returns the entry named key, computing it with build on first use.
-func (g *generation) get(key string, build func() proto.Message, withoutVersion func(proto.Message)) *entry {
+// digestBuffers hold the encodings being digested (see get).
+var digestBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// get returns the entry named k, computing it with build on first use;
+// version points to the built message's version field.
+func (g *generation) get(k entryKey, build func(*generation, entryKey) proto.Message, version func(proto.Message) *uint64) *entry {
 	g.mu.Lock()
-	e := g.entries[key]
+	e := g.entries[k]
 	if e == nil {
 		e = &entry{}
-		g.entries[key] = e
+		g.entries[k] = e
 	}
 	g.mu.Unlock()
 	e.once.Do(func() {
-		e.msg = build()
-		c := proto.Clone(e.msg)
-		withoutVersion(c)
-		// Marshalling a message the package just built cannot fail; an
-		// empty encoding only makes the next comparison say "changed".
-		e.bare, _ = proto.MarshalOptions{Deterministic: true}.Marshal(c)
+		e.msg = build(g, k)
+		// The version is left out of the comparison: it is zeroed while
+		// encoding (no other goroutine sees msg yet) and put back.
+		v := version(e.msg)
+		was := *v
+		*v = 0
+		buf := digestBuffers.Get().(*[]byte)
+		b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend((*buf)[:0], e.msg)
+		*v = was
+		// Marshalling a message the package just built cannot fail; if
+		// it did, the next comparison would only say "changed".
+		if err == nil {
+			e.sum, e.summed = sha256.Sum256(b), true
+		}
+		*buf = b
+		digestBuffers.Put(buf)
 	})
 	return e
+}
+
+func destinationVersion(m proto.Message) *uint64 { return &m.(*meshv1.DestinationSnapshot).Version }
+
+func inboundVersion(m proto.Message) *uint64 { return &m.(*meshv1.InboundSnapshot).Version }
+
+func buildDestination(g *generation, k entryKey) proto.Message {
+	return Destination(g.snap, k.svc, k.authority)
+}
+
+func buildDestinationByAddress(g *generation, k entryKey) proto.Message {
+	return DestinationByAddress(g.snap, k.addr, k.authority)
+}
+
+func buildInbound(g *generation, k entryKey) proto.Message {
+	var p *config.Proxy
+	if k.proxy != "" {
+		p = g.snap.Proxies[k.proxy]
+	}
+	return inboundOf(g.snap, p, k.policy)
 }
 
 // destination returns the shared DestinationSnapshot of key, as asked
 // for with authority.
 func (g *generation) destination(key config.ServiceKey, authority string) *entry {
-	return g.get("d\x00"+string(key)+"\x00"+authority,
-		func() proto.Message { return Destination(g.snap, key, authority) },
-		func(m proto.Message) { m.(*meshv1.DestinationSnapshot).Version = 0 })
+	return g.get(entryKey{kind: byService, svc: key, authority: authority}, buildDestination, destinationVersion)
 }
 
 // destinationByAddress returns the shared DestinationSnapshot of a
 // captured connection's original destination addr.
 func (g *generation) destinationByAddress(addr netip.AddrPort, authority string) *entry {
-	return g.get("a\x00"+addr.String()+"\x00"+authority,
-		func() proto.Message { return DestinationByAddress(g.snap, addr, authority) },
-		func(m proto.Message) { m.(*meshv1.DestinationSnapshot).Version = 0 })
+	return g.get(entryKey{kind: byAddress, addr: addr, authority: authority}, buildDestinationByAddress, destinationVersion)
 }
 
 // inbound returns the shared InboundSnapshot of the proxy info describes
@@ -276,10 +411,10 @@ func (g *generation) inbound(info *meshv1.ProxyInfo, meshDefault meshv1.InboundP
 	p := g.snap.Proxies[info.GetId()]
 	if p == nil && info.GetWorkload() != "" {
 		g.indexOnce.Do(func() {
-			g.byWorkload = map[string]*config.Proxy{}
+			g.byWorkload = map[workloadKey]*config.Proxy{}
 			for _, id := range slices.Sorted(maps.Keys(g.snap.Proxies)) {
 				q := g.snap.Proxies[id]
-				if k := q.Namespace + "/" + q.Service; g.byWorkload[k] == nil {
+				if k := (workloadKey{q.Namespace, q.Service}); g.byWorkload[k] == nil {
 					g.byWorkload[k] = q
 				}
 			}
@@ -288,13 +423,11 @@ func (g *generation) inbound(info *meshv1.ProxyInfo, meshDefault meshv1.InboundP
 		if ns == "" {
 			ns = config.DefaultNamespace
 		}
-		p = g.byWorkload[ns+"/"+info.GetWorkload()]
+		p = g.byWorkload[workloadKey{ns, info.GetWorkload()}]
 	}
-	key := "i\x00" // no proxy known: the same empty snapshot for all
+	k := entryKey{kind: inbound, policy: meshDefault} // no proxy known: the same empty snapshot for all
 	if p != nil {
-		key += p.ID
+		k.proxy = p.ID
 	}
-	return g.get(key,
-		func() proto.Message { return inboundOf(g.snap, p, meshDefault) },
-		func(m proto.Message) { m.(*meshv1.InboundSnapshot).Version = 0 })
+	return g.get(k, buildInbound, inboundVersion)
 }

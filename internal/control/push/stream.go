@@ -2,13 +2,14 @@ package push
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,18 +47,34 @@ type subKey struct {
 }
 
 // subscription is one watch on a stream. Only the pump reads and writes
-// last and refused.
+// lastSum, hasLast and refused.
 type subscription struct {
 	key subKey
-	// get returns the destination's entry; nil for the inbound one.
-	get func(*generation) *entry
-	// last is the entry sent last; nil before the first.
-	last *entry
+	// svc is the service a destination subscription names, or, when
+	// byAddr, addr is the captured connection's original destination.
+	svc    config.ServiceKey
+	addr   netip.AddrPort
+	byAddr bool
+	// tracked is the name Sent reports a destination under.
+	tracked string
+	// lastSum is the digest of the entry sent last (see entry.sum), when
+	// hasLast: only the digest, so that a subscription does not keep an
+	// old generation's message alive.
+	lastSum [sha256.Size]byte
+	hasLast bool
 	// refused is the refusal sent last for an inbound subscription; ""
 	// while allowed.
 	refused string
-	sent    func(uint64)
-	end     func()
+	// sent is the version of the last message sent, for Sent.
+	sent atomic.Uint64
+}
+
+// entry returns the destination's entry of generation g.
+func (sub *subscription) entry(g *generation) *entry {
+	if sub.byAddr {
+		return g.destinationByAddress(sub.addr, sub.key.authority)
+	}
+	return g.destination(sub.svc, sub.key.authority)
 }
 
 // meshStream is one open Mesh.Stream.
@@ -68,8 +85,10 @@ type meshStream struct {
 	info   *meshv1.ProxyInfo
 
 	// mu guards everything below.
-	mu   sync.Mutex
-	subs map[subKey]*subscription
+	mu sync.Mutex
+	// subs are the subscriptions, each key once: a slice, which costs
+	// less than a map for the few a proxy holds.
+	subs []*subscription
 	// errs are refusals of subscriptions to send.
 	errs []*meshv1.SubscriptionError
 	// fresh: a subscription was added since the last walk, which then
@@ -95,23 +114,20 @@ func (s meshServer) Stream(stream meshv1.Mesh_StreamServer) error {
 	if info == nil {
 		return status.Error(codes.InvalidArgument, "the first message of Mesh.Stream must be hello with the proxy's ProxyInfo")
 	}
-	m := &meshStream{s: s.Server, ctx: stream.Context(), stream: stream, info: info, subs: map[subKey]*subscription{}}
-	detach := s.attach(info.GetId())
-	defer detach()
+	m := &meshStream{s: s.Server, ctx: stream.Context(), stream: stream, info: info}
 	s.feed.join()
 	defer s.feed.leave()
 	s.feed.add(m)
 	defer s.feed.remove(m)
 	defer m.close()
-	log := s.log.With("proxy", info.GetId())
-	log.Debug("mesh stream started")
+	s.log.Debug("mesh stream started", "proxy", info.GetId())
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) || stream.Context().Err() != nil {
 				err = nil
 			}
-			log.Debug("mesh stream ended", "err", err)
+			s.log.Debug("mesh stream ended", "proxy", info.GetId(), "err", err)
 			return err
 		}
 		switch k := msg.GetKind().(type) {
@@ -150,10 +166,9 @@ func (m *meshStream) key(sub *meshv1.Subscription) (subKey, *meshv1.Subscription
 // the stream.
 func (m *meshStream) subscribe(sub *meshv1.Subscription) {
 	k, refusal := m.key(sub)
-	var get func(*generation) *entry
-	tracked := ""
+	s := &subscription{key: k}
 	if refusal == nil && !k.inbound {
-		get, tracked, refusal = m.destination(sub)
+		refusal = m.destination(sub, s)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -162,21 +177,21 @@ func (m *meshStream) subscribe(sub *meshv1.Subscription) {
 		m.kickLocked()
 		return
 	}
-	if m.subs[k] != nil || m.closed {
+	if m.closed || slices.ContainsFunc(m.subs, func(x *subscription) bool { return x.key == k }) {
 		return
 	}
-	sent, end := m.s.watching(m.info.GetId(), tracked)
-	m.subs[k] = &subscription{key: k, get: get, sent: sent, end: end}
+	m.subs = append(m.subs, s)
 	m.fresh = true
 	m.kickLocked()
 }
 
-// destination returns how to get the entry of a destination subscription
+// destination fills in the destination subscription s: what it watches
 // and the name Sent reports it under, as Destinations.Watch does.
-func (m *meshStream) destination(sub *meshv1.Subscription) (func(*generation) *entry, string, *meshv1.SubscriptionError) {
+func (m *meshStream) destination(sub *meshv1.Subscription, s *subscription) *meshv1.SubscriptionError {
 	authority := sub.GetAuthority()
 	if addr, err := netip.ParseAddrPort(authority); err == nil {
-		return func(g *generation) *entry { return g.destinationByAddress(addr, authority) }, addr.String(), nil
+		s.addr, s.byAddr, s.tracked = addr, true, addr.String()
+		return nil
 	}
 	ns := m.info.GetNamespace()
 	if ns == "" {
@@ -184,10 +199,11 @@ func (m *meshStream) destination(sub *meshv1.Subscription) (func(*generation) *e
 	}
 	key := config.ParseAuthority(authority, ns)
 	if key.Name() == "" {
-		return nil, "", &meshv1.SubscriptionError{Subscription: sub, Code: uint32(codes.InvalidArgument),
+		return &meshv1.SubscriptionError{Subscription: sub, Code: uint32(codes.InvalidArgument),
 			Message: fmt.Sprintf("authority %q names no service", authority)}
 	}
-	return func(g *generation) *entry { return g.destination(key, authority) }, string(key), nil
+	s.svc, s.tracked = key, string(key)
+	return nil
 }
 
 // unsubscribe removes sub, if subscribed.
@@ -198,10 +214,7 @@ func (m *meshStream) unsubscribe(sub *meshv1.Subscription) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s := m.subs[k]; s != nil {
-		s.end()
-		delete(m.subs, k)
-	}
+	m.subs = slices.DeleteFunc(m.subs, func(x *subscription) bool { return x.key == k })
 }
 
 // close ends every subscription; the stream is over.
@@ -209,10 +222,34 @@ func (m *meshStream) close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	for _, s := range m.subs {
-		s.end()
+	m.subs = nil
+}
+
+// addSent adds what m was last sent to out, under its proxy's ID: the
+// stream, and the newest version sent per subscription.
+func (m *meshStream) addSent(out map[string]ProxySent) {
+	id := m.info.GetId()
+	if id == "" {
+		return
 	}
-	clear(m.subs)
+	ps, ok := out[id]
+	if !ok {
+		ps.Destinations = map[string]uint64{}
+	}
+	ps.Streams++
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.subs {
+		v := s.sent.Load()
+		switch {
+		case v == 0:
+		case s.key.inbound:
+			ps.Inbound = max(ps.Inbound, v)
+		default:
+			ps.Destinations[s.tracked] = max(ps.Destinations[s.tracked], v)
+		}
+	}
+	out[id] = ps
 }
 
 // kick makes the stream walk its subscriptions against the newest round.
@@ -237,11 +274,13 @@ func (m *meshStream) kickLocked() {
 		return
 	}
 	m.running = true
+	m.s.feed.pumpStarted()
 	go m.pump()
 }
 
 // pump walks the subscriptions while kicks come, then exits.
 func (m *meshStream) pump() {
+	defer m.s.feed.pumpEnded()
 	for {
 		r := m.s.feed.current()
 		m.mu.Lock()
@@ -274,7 +313,7 @@ func (m *meshStream) pump() {
 		m.snap = snap
 		errs := m.errs
 		m.errs = nil
-		subs := slices.Collect(maps.Values(m.subs))
+		subs := slices.Clone(m.subs)
 		m.mu.Unlock()
 
 		for _, e := range errs {
@@ -322,7 +361,7 @@ func (m *meshStream) evaluate(g *generation, sub *subscription) error {
 	if sub.key.inbound {
 		if auth := m.s.authorizeInbound; auth != nil {
 			if err := auth(m.ctx, m.info); err != nil {
-				sub.last = nil
+				sub.hasLast = false
 				msg := err.Error()
 				if msg == sub.refused {
 					return nil
@@ -336,18 +375,18 @@ func (m *meshStream) evaluate(g *generation, sub *subscription) error {
 		}
 		e = g.inbound(m.info, m.s.defaultPolicy)
 	} else {
-		e = sub.get(g)
+		e = sub.entry(g)
 	}
-	if sub.last != nil && e.same(sub.last) {
+	if sub.hasLast && e.summed && e.sum == sub.lastSum {
 		return nil
 	}
 	// Recorded before Send so that a client that has received the
 	// message never sees an older version in Sent.
-	sub.sent(g.snap.Version)
+	sub.sent.Store(g.snap.Version)
 	if err := e.sendWrapped(m.stream, sub.key.inbound); err != nil {
 		return err
 	}
-	sub.last = e
+	sub.lastSum, sub.hasLast = e.sum, e.summed
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	meshv1 "weft.dev/weft/api/meshv1"
@@ -45,6 +46,28 @@ type Config struct {
 	// BackoffMax caps the reconnect delay; default 5s.
 	BackoffMax time.Duration
 }
+
+// DialOptions are the options of a proxy's connection to the controller,
+// besides its credentials:
+//   - keepalive pings notice a controller that vanished without closing
+//     its connections; gRPC servers refuse pings more frequent than every
+//     5 minutes by default, hence the long interval;
+//   - static flow-control windows of 1 MiB: the controller's snapshots are
+//     usually a few KiB (a larger one still arrives, a window at a time),
+//     so the bandwidth-delay estimator that widens windows had little to
+//     gain, while its ping after every message the controller sent cost
+//     the controller a ping to read and an acknowledgement to write per
+//     proxy and change.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.WithStaticStreamWindowSize(controlWindow),
+		grpc.WithStaticConnWindowSize(controlWindow),
+	}
+}
+
+// controlWindow is the flow-control window of DialOptions.
+const controlWindow = 1 << 20
 
 // Client watches the controller. Create it with New, start it with Run.
 type Client struct {

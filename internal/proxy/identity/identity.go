@@ -181,9 +181,11 @@ func (m *Manager) ControlTLSConfig() *tls.Config {
 	return mtls.ControlClientConfig(m, m.cfg.Bundle, m.controllerID)
 }
 
-// ControlCredentials wraps ControlTLSConfig for grpc.WithTransportCredentials.
+// ControlCredentials is ControlTLSConfig for grpc.WithTransportCredentials,
+// presenting the leaf alone to a controller that holds its issuer (see
+// mtls.ControlCredentials).
 func (m *Manager) ControlCredentials() credentials.TransportCredentials {
-	return credentials.NewTLS(m.ControlTLSConfig())
+	return mtls.ControlCredentials(m, m.cfg.Bundle, m.controllerID)
 }
 
 // Run requests the first certificate, then renews it, until ctx ends. It
@@ -205,8 +207,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	for {
 		if conn == nil {
 			var err error
-			cfg := mtls.ControlClientConfig(renewalCert{m}, m.cfg.Bundle, m.controllerID)
-			conn, err = grpc.NewClient(m.cfg.ControllerAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+			creds := mtls.ControlCredentials(renewalCert{m}, m.cfg.Bundle, m.controllerID)
+			conn, err = grpc.NewClient(m.cfg.ControllerAddr, grpc.WithTransportCredentials(creds))
 			if err != nil {
 				return fmt.Errorf("proxy identity: controller %s: %w", m.cfg.ControllerAddr, err)
 			}

@@ -20,10 +20,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	meshv1 "weft.dev/weft/api/meshv1"
 	"weft.dev/weft/internal/config"
@@ -216,11 +214,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	// discovery starts once the proxy holds its certificate, which every
 	// connection then presents.
 	conn, err := grpc.NewClient(s.cfg.Controller,
-		grpc.WithTransportCredentials(s.id.ControlCredentials()),
-		// Notice a controller that vanished without closing its
-		// connections. gRPC servers refuse pings more frequent than every
-		// 5 minutes by default, hence the long interval.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))
+		append(discovery.DialOptions(), grpc.WithTransportCredentials(s.id.ControlCredentials()))...)
 	if err != nil {
 		closeAll(adminLn, inLns, outLns)
 		for _, c := range capLns {

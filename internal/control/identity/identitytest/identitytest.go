@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"weft.dev/weft/api/identityv1"
 	"weft.dev/weft/internal/control/identity"
@@ -113,7 +112,7 @@ func (p *PKI) Leaf(t testing.TB, sa string) *mtls.Current {
 
 // ServerOption is the controller's gRPC transport credentials.
 func (p *PKI) ServerOption() grpc.ServerOption {
-	return grpc.Creds(credentials.NewTLS(mtls.ControlServerConfig(p.CA.ServingCerts(nil, nil), p.CA.Bundle())))
+	return grpc.Creds(mtls.ControlServerCredentials(p.CA.ServingCerts(nil, nil), p.CA.Bundle()))
 }
 
 // Register adds the Identity API to g.
