@@ -44,13 +44,28 @@ func TestQuickHarness(t *testing.T) {
 	if err != nil {
 		t.Fatalf("harness.Run: %v", err)
 	}
+	eachPeer(t, rep.Peers, rep.Scenarios, func(t *testing.T, name string, got []report.Scenario) {
+		if want := (len(cfg.Rates) + 1) * cfg.Reps; len(got) != want {
+			t.Fatalf("got %d windows for %s, want %d (every rate and one closed loop)", len(got), name, want)
+		}
+		for _, s := range got {
+			checkWindow(t, name, s, rep.Config.PayloadSize)
+		}
+	})
+}
+
+// eachPeer runs check as a subtest for the baseline and every peer, with the windows the report
+// holds for it, once it has checked that the report lists the peer as run; a peer that cannot
+// run on this machine is skipped with the reason.
+func eachPeer(t *testing.T, ran []report.Peer, windows []report.Scenario, check func(t *testing.T, name string, got []report.Scenario)) {
+	t.Helper()
 	peers := map[string]report.Peer{}
-	for _, p := range rep.Peers {
+	for _, p := range ran {
 		peers[p.Name] = p
 	}
-	windows := map[string][]report.Scenario{}
-	for _, s := range rep.Scenarios {
-		windows[s.Peer] = append(windows[s.Peer], s)
+	byPeer := map[string][]report.Scenario{}
+	for _, s := range windows {
+		byPeer[s.Peer] = append(byPeer[s.Peer], s)
 	}
 	tests := []struct {
 		peer      string
@@ -74,28 +89,29 @@ func TestQuickHarness(t *testing.T) {
 			if p.Skipped != "" {
 				t.Fatalf("peer %s did not run: %s", tt.peer, p.Skipped)
 			}
-			got := windows[tt.peer]
-			if want := (len(cfg.Rates) + 1) * cfg.Reps; len(got) != want {
-				t.Fatalf("got %d windows for %s, want %d (every rate and one closed loop)", len(got), tt.peer, want)
-			}
-			for _, s := range got {
-				if s.Requests == 0 {
-					t.Errorf("rate %.0f: got 0 requests, want some", s.Rate)
-				}
-				if s.Errors != 0 || s.BadBodies != 0 {
-					t.Errorf("rate %.0f: got %d errors and %d bad bodies of %d requests (first: %s), want none",
-						s.Rate, s.Errors, s.BadBodies, s.Requests, s.FirstError)
-				}
-				want := s.Requests * int64(rep.Config.PayloadSize)
-				if s.BytesSent != want || s.BytesReceived != want {
-					t.Errorf("rate %.0f: got %d bytes sent and %d received, want %d each", s.Rate, s.BytesSent, s.BytesReceived, want)
-				}
-				if tt.peer != report.Baseline && (s.CPUA <= 0 || s.CPUB <= 0 || s.RSSA == 0 || s.RSSB == 0) {
-					t.Errorf("rate %.0f: got CPU %.3fs/%.3fs and RSS %d/%d for proxies A/B, want all above zero",
-						s.Rate, s.CPUA, s.CPUB, s.RSSA, s.RSSB)
-				}
-			}
+			check(t, tt.peer, byPeer[tt.peer])
 		})
+	}
+}
+
+// checkWindow checks that a window of peer sent requests, got no error, had every byte of its
+// payload-sized requests echoed back, and, for a pair, measured both proxies' CPU and RSS.
+func checkWindow(t *testing.T, peer string, s report.Scenario, payload int) {
+	t.Helper()
+	if s.Requests == 0 {
+		t.Errorf("rate %.0f: got 0 requests, want some", s.Rate)
+	}
+	if s.Errors != 0 || s.BadBodies != 0 {
+		t.Errorf("rate %.0f: got %d errors and %d bad bodies of %d requests (first: %s), want none",
+			s.Rate, s.Errors, s.BadBodies, s.Requests, s.FirstError)
+	}
+	want := s.Requests * int64(payload)
+	if s.BytesSent != want || s.BytesReceived != want {
+		t.Errorf("rate %.0f: got %d bytes sent and %d received, want %d each", s.Rate, s.BytesSent, s.BytesReceived, want)
+	}
+	if peer != report.Baseline && (s.CPUA <= 0 || s.CPUB <= 0 || s.RSSA == 0 || s.RSSB == 0) {
+		t.Errorf("rate %.0f: got CPU %.3fs/%.3fs and RSS %d/%d for proxies A/B, want all above zero",
+			s.Rate, s.CPUA, s.CPUB, s.RSSA, s.RSSB)
 	}
 }
 
