@@ -20,27 +20,7 @@ import (
 // not installed is skipped with its reason, one that cannot carry a protocol is listed as such,
 // and one that fails to start or to pass its mutual TLS checks fails the test.
 func TestQuickProtocols(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real proxy pairs; skipped with -short")
-	}
-	if err := (peer.Weft{}).Check(); err != nil {
-		t.Skipf("weft-proxy not buildable here: %v", err)
-	}
-	t.Cleanup(peer.RemoveBuilds)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := protocols.Quick(protocols.Config{
-		Self:   self,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
-	res, err := protocols.Run(ctx, cfg)
-	if err != nil {
-		t.Fatalf("protocols.Run: %v", err)
-	}
+	cfg, res := runQuickProtocols(t, protocols.Config{}, 1)
 	checkProtocolWindows(t, cfg, res, []string{protocols.HTTP2, protocols.GRPCUnary, protocols.GRPCStream, protocols.TCPBulk})
 }
 
@@ -48,30 +28,7 @@ func TestQuickProtocols(t *testing.T) {
 // and checks the order of the windows (direct first, the pairs rotated in the second
 // repetition), every byte, and that each row summarises both repetitions; no timing.
 func TestQuickProtocolsRepetitions(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real proxy pairs; skipped with -short")
-	}
-	if err := (peer.Weft{}).Check(); err != nil {
-		t.Skipf("weft-proxy not buildable here: %v", err)
-	}
-	t.Cleanup(peer.RemoveBuilds)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := protocols.Quick(protocols.Config{
-		Kinds:  []string{protocols.TCPBulk},
-		Peers:  []string{"go-reverseproxy"},
-		Self:   self,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
-	cfg.Reps = 2
-	res, err := protocols.Run(ctx, cfg)
-	if err != nil {
-		t.Fatalf("protocols.Run: %v", err)
-	}
+	cfg, res := runQuickProtocols(t, protocols.Config{Kinds: []string{protocols.TCPBulk}, Peers: []string{"go-reverseproxy"}}, 2)
 	checkProtocolWindows(t, cfg, res, []string{protocols.TCPBulk})
 	var got []string
 	for _, w := range res.Windows {
@@ -89,6 +46,34 @@ func TestQuickProtocolsRepetitions(t *testing.T) {
 			t.Errorf("row %s: got %d windows, %d MB/s figures, %d errors; want 2, 2, 0", row.Peer, row.Windows, row.MBps.N, row.Errors)
 		}
 	}
+}
+
+// runQuickProtocols runs the quick mode of cfg's scenarios reps times, its log in the test's;
+// it skips with -short and when weft-proxy cannot be built here.
+func runQuickProtocols(t *testing.T, cfg protocols.Config, reps int) (protocols.Config, *protocols.Result) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts real proxy pairs; skipped with -short")
+	}
+	if err := (peer.Weft{}).Check(); err != nil {
+		t.Skipf("weft-proxy not buildable here: %v", err)
+	}
+	t.Cleanup(peer.RemoveBuilds)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Self = self
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg = protocols.Quick(cfg)
+	cfg.Reps = reps
+	res, err := protocols.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("protocols.Run: %v", err)
+	}
+	return cfg, res
 }
 
 // checkProtocolWindows checks that every kind ran cfg.Reps times directly, through both Weft
