@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -109,14 +110,38 @@ func fakeProxy() int {
 	return 0
 }
 
-// fakeClient listens nowhere; it only runs.
+// fakeClient listens nowhere; it only runs. It holds its $PORT on 127.0.0.1 bound but not
+// listening: connections to it are refused, and no other process on the machine (another test
+// package running at the same time) can take the port and make the workload look ready.
 func fakeClient() int {
+	if port := os.Getenv("PORT"); port != "" {
+		if fd, err := holdPort(port); err == nil {
+			defer syscall.Close(fd)
+		}
+	}
 	fmt.Fprintln(os.Stderr, "fake client: serving nothing")
 	if os.Getenv("EXIT_AT_ONCE") != "" {
 		return 2
 	}
 	waitTerm("app " + os.Getenv("WEFT_INSTANCE"))
 	return 0
+}
+
+// holdPort binds a TCP socket to 127.0.0.1:port without listening on it.
+func holdPort(port string) (int, error) {
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // recorder is a Registry recording endpoint changes in front of a real

@@ -231,7 +231,10 @@ spec:
 		t.Fatal(err)
 	}
 	stateDir := t.TempDir()
-	err = Up(context.Background(), Options{
+	// Bounded: were api taken for ready, Up would serve until ctx ends and return nil.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err = Up(ctx, Options{
 		MeshFile: meshFile, StateDir: stateDir,
 		HTTPAddr: loopback(httpPort), GRPCAddr: loopback(grpcPort),
 		ReadyTimeout: 8 * time.Second, WorkDir: t.TempDir(),
